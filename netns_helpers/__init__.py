@@ -1,0 +1,1 @@
+"""Network namespace helpers; pyroute2 is imported only inside submodules."""

@@ -1,0 +1,58 @@
+"""Error types shared by every layer; the CLI maps them to one line and an exit code."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# Exit codes as podman defines them (libpod/define/exec_codes.go).
+EXIT_PODPY = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+
+class PodpyError(Exception):
+    """A failure podpy can explain in one line, optionally with a hint that names the fix."""
+
+    exit_code = EXIT_PODPY
+
+    def __init__(self, message: str, hint: Optional[str] = None, exit_code: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PodpyError):
+    """A configuration file could not be read or parsed."""
+
+
+class NoSuchObject(PodpyError):
+    """A container, image, volume, network or pod that does not exist."""
+
+
+class AlreadyExists(PodpyError):
+    """A name is already taken."""
+
+
+class InvalidState(PodpyError):
+    """The object is in a state that does not allow the operation."""
+
+
+class MissingTool(PodpyError):
+    """A host program podpy needs (newuidmap, slirp4netns, ...) is not installed."""
+
+
+class CannotInvoke(PodpyError):
+    """The container command exists but cannot be executed."""
+
+    exit_code = EXIT_CANNOT_INVOKE
+
+
+class CommandNotFound(PodpyError):
+    """The container command was not found."""
+
+    exit_code = EXIT_NOT_FOUND
