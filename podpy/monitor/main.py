@@ -1,0 +1,444 @@
+"""The per-container monitor (conmon's role): starts the container through the OCI runtime,
+relays stdio or a pty, writes the log, serves attach clients, proxies signals, reaps
+everything as a child subreaper, records the exit, then runs the cleanup command.
+
+It runs as `python3 -I -S podpy.pyz __monitor SPEC.json`, imports only the stdlib and small
+podpy modules, and never touches typer, rich or pyroute2.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from podpy.monitor import logfile
+
+# Frames sent to attach clients: [stream, 0, 0, 0, len_be32] + payload (Docker's format).
+STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR = 0, 1, 2
+PROXIED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+    signal.SIGALRM,
+    signal.SIGPIPE,
+)
+READ_CHUNK = 65536
+
+
+class MonitorError(Exception):
+    def __init__(self, message: str, exit_code: int = 125):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _frame(stream: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxI", stream, len(data)) + data
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError:
+            return False
+        view = view[n:]
+    return True
+
+
+def _write_json_atomic(path: str, obj: Dict[str, Any]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _exit_code_from_status(status: int) -> int:
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return 125
+
+
+class Monitor:
+    """One container's supervisor. `spec` is the JSON the engine wrote for it."""
+
+    def __init__(self, spec: Dict[str, Any], sync_fd: int = -1):
+        self.spec = spec
+        self.sync_fd = sync_fd
+        self.cid: str = spec["id"]
+        self.foreground: bool = spec.get("foreground", False)
+        self.tty: bool = spec.get("tty", False)
+        self.keep_stdin: bool = spec.get("stdin", False)
+        self.container_pid = -1
+        self.exit_status: Optional[int] = None
+        self.log: Optional[logfile.LogWriter] = None
+        self.clients: List[socket.socket] = []
+        self.attach_listener: Optional[socket.socket] = None
+        self.outputs: Dict[int, int] = {}  # our read end -> stream id
+        self.stdin_write = -1  # our write end of the container's stdin
+        self.pty_master = -1
+        self.wakeup_r = -1
+        self.driver: Any = None
+        self.saved_tty: Optional[list] = None
+
+    # --- setup ------------------------------------------------------------------------
+
+    def _open_log(self) -> None:
+        log = self.spec.get("log") or {}
+        if log.get("driver", "k8s-file") in ("k8s-file", "json-file") and log.get("path"):
+            self.log = logfile.LogWriter(log["path"], int(log.get("max_size", -1)))
+
+    def _open_attach_socket(self) -> None:
+        path = self.spec.get("attach_socket")
+        if not path:
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        sock.setblocking(False)
+        self.attach_listener = sock
+
+    def _make_stdio(self) -> List[int]:
+        """Create the container's stdio; returns the fds to hand to the container (0, 1, 2)."""
+        if self.tty:
+            import pty
+
+            master, slave = pty.openpty()
+            self.pty_master = master
+            os.set_blocking(master, False)
+            self._apply_winsize(self.spec.get("console_size"))
+            self.outputs[master] = STREAM_STDOUT
+            return [slave, slave, slave]
+        child_fds: List[int] = []
+        if self.keep_stdin:
+            r, w = os.pipe()
+            self.stdin_write = w
+            child_fds.append(r)
+        else:
+            child_fds.append(os.open(os.devnull, os.O_RDONLY))
+        for stream in (STREAM_STDOUT, STREAM_STDERR):
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            self.outputs[r] = stream
+            child_fds.append(w)
+        return child_fds
+
+    def _apply_winsize(self, size: Optional[List[int]]) -> None:
+        if self.pty_master < 0:
+            return
+        if size is None and self.foreground and os.isatty(0):
+            import termios
+
+            raw = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+            rows, cols = struct.unpack("HHHH", raw)[:2]
+            size = [rows, cols]
+        if size:
+            import termios
+
+            fcntl.ioctl(
+                self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0)
+            )
+
+    def _raw_terminal(self) -> None:
+        if self.foreground and self.tty and os.isatty(0):
+            import termios
+            import tty
+
+            self.saved_tty = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def _restore_terminal(self) -> None:
+        if self.saved_tty is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
+            self.saved_tty = None
+
+    def _install_signals(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.wakeup_r = r
+        signal.set_wakeup_fd(w)
+        for sig in PROXIED_SIGNALS + (signal.SIGCHLD,):
+            signal.signal(sig, lambda *_: None)
+
+    def _report(self, obj: Dict[str, Any]) -> None:
+        """Tell the launching podpy (detached mode) that we started or why we failed."""
+        if self.sync_fd >= 0:
+            try:
+                os.write(self.sync_fd, (json.dumps(obj) + "\n").encode())
+            except OSError:
+                pass
+            os.close(self.sync_fd)
+            self.sync_fd = -1
+
+    def _notify_systemd(self) -> None:
+        path = os.environ.get("NOTIFY_SOCKET")
+        mode = self.spec.get("sdnotify", "conmon")
+        if not path or mode == "ignore":
+            return
+        message = f"MAINPID={os.getpid()}\n"
+        if mode != "container":
+            message += "READY=1\n"
+        if path.startswith("@"):
+            path = "\0" + path[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(message.encode(), path)
+        except OSError:
+            pass
+
+    # --- running ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        from podpy.monitor.drivers import make_driver
+
+        self._open_log()
+        self._open_attach_socket()
+        stdio = self._make_stdio()
+        self.driver = make_driver(self.spec)
+        try:
+            self.container_pid = self.driver.create(stdio)
+        finally:
+            for fd in set(stdio):
+                os.close(fd)
+        self.driver.start()
+        started = time.time()
+        state = {"pid": self.container_pid, "monitor_pid": os.getpid(), "started_at": started}
+        if self.spec.get("state_file"):
+            _write_json_atomic(self.spec["state_file"], state)
+        self._report({"pid": self.container_pid, "started_at": started})
+        self._notify_systemd()
+
+    def _read_output(self, fd: int) -> bool:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError as err:
+            if err.errno == errno.EIO:  # pty closed by the last writer
+                data = b""
+            else:
+                raise
+        if not data:
+            return False
+        stream = self.outputs[fd]
+        if self.log is not None:
+            self.log.write("stdout" if stream == STREAM_STDOUT else "stderr", data)
+        if self.foreground:
+            _write_all(1 if stream == STREAM_STDOUT else 2, data)
+        dead = []
+        for client in self.clients:
+            try:
+                client.sendall(data if self.tty else _frame(stream, data))
+            except OSError:
+                dead.append(client)
+        for client in dead:
+            self._drop_client(client)
+        return True
+
+    def _container_input(self, data: bytes) -> None:
+        target = self.pty_master if self.tty else self.stdin_write
+        if target >= 0:
+            _write_all(target, data)
+
+    def _close_stdin(self) -> None:
+        if self.stdin_write >= 0:
+            os.close(self.stdin_write)
+            self.stdin_write = -1
+
+    def _drop_client(self, client: socket.socket) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+        client.close()
+
+    def _handle_signals(self) -> None:
+        try:
+            raw = os.read(self.wakeup_r, 256)
+        except BlockingIOError:
+            return
+        for signum in raw:
+            if signum == signal.SIGCHLD:
+                self._reap()
+            elif signum == signal.SIGWINCH:
+                self._apply_winsize(None)
+            elif self.spec.get("sig_proxy", True) and self.container_pid > 0:
+                if signum == signal.SIGPIPE:
+                    continue
+                try:
+                    os.kill(self.container_pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.container_pid and self.exit_status is None:
+                self.exit_status = status
+
+    def run(self) -> int:
+        self._install_signals()
+        self.start()
+        self._raw_terminal()
+        try:
+            self._loop()
+        finally:
+            self._restore_terminal()
+        return self.finish()
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        poller.register(self.wakeup_r, select.POLLIN)
+        for fd in self.outputs:
+            poller.register(fd, select.POLLIN)
+        own_stdin = self.foreground and (self.keep_stdin or self.tty)
+        if own_stdin:
+            poller.register(0, select.POLLIN)
+        if self.attach_listener is not None:
+            poller.register(self.attach_listener.fileno(), select.POLLIN)
+        client_fds: Dict[int, socket.socket] = {}
+        self._reap()
+        while True:
+            if self.exit_status is not None and not self.outputs:
+                break
+            # After the container exits, drain what is buffered but never block on a pipe
+            # a grandchild may still hold open.
+            timeout = 100 if self.exit_status is not None else None
+            events = poller.poll(timeout)
+            if not events and self.exit_status is not None:
+                break
+            for fd, mask in events:
+                if fd == self.wakeup_r:
+                    self._handle_signals()
+                elif fd in self.outputs:
+                    if not self._read_output(fd):
+                        poller.unregister(fd)
+                        if fd != self.pty_master:
+                            os.close(fd)
+                        del self.outputs[fd]
+                elif fd == 0:
+                    data = (
+                        os.read(0, READ_CHUNK) if mask & (select.POLLIN | select.POLLHUP) else b""
+                    )
+                    if data:
+                        self._container_input(data)
+                    else:
+                        poller.unregister(0)
+                        self._close_stdin()
+                elif self.attach_listener is not None and fd == self.attach_listener.fileno():
+                    client, _ = self.attach_listener.accept()
+                    self.clients.append(client)
+                    client_fds[client.fileno()] = client
+                    poller.register(client.fileno(), select.POLLIN)
+                elif fd in client_fds:
+                    client = client_fds[fd]
+                    try:
+                        data = client.recv(READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if data:
+                        self._container_input(data)
+                    else:
+                        poller.unregister(fd)
+                        del client_fds[fd]
+                        self._drop_client(client)
+
+    def finish(self) -> int:
+        status = self.exit_status if self.exit_status is not None else 0
+        code = _exit_code_from_status(status)
+        finished = time.time()
+        oom = False
+        if self.driver is not None:
+            oom = self.driver.oom_killed()
+            self.driver.delete()
+        if self.log is not None:
+            self.log.close()
+        for client in list(self.clients):
+            self._drop_client(client)
+        if self.attach_listener is not None:
+            self.attach_listener.close()
+            try:
+                os.unlink(self.spec["attach_socket"])
+            except OSError:
+                pass
+        if self.spec.get("exit_file"):
+            _write_json_atomic(
+                self.spec["exit_file"],
+                {"exit_code": code, "finished_at": finished, "oom_killed": oom},
+            )
+        self._run_cleanup()
+        return code
+
+    def _run_cleanup(self) -> None:
+        """Run the exit command (`podpy container cleanup ID`), which updates the state DB."""
+        argv = self.spec.get("cleanup")
+        if not argv:
+            return
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                if not self.foreground:
+                    os.dup2(devnull, 1)
+                    os.dup2(devnull, 2)
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+        os.waitpid(pid, 0)
+
+
+def main(argv: List[str]) -> int:
+    if not argv:
+        sys.stderr.write("usage: podpy __monitor SPEC.json [SYNC_FD]\n")
+        return 125
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    sync_fd = int(argv[1]) if len(argv) > 1 else -1
+    from podpy import linux
+
+    linux.set_child_subreaper()
+    monitor = Monitor(spec, sync_fd)
+    try:
+        return monitor.run()
+    except MonitorError as err:
+        monitor._report({"error": str(err), "exit_code": err.exit_code})
+        sys.stderr.write(f"Error: {err}\n")
+        return err.exit_code
