@@ -1,0 +1,367 @@
+"""Run code as root of a fresh user namespace mapped like podman's (0 -> the user, 1.. -> sub-ids).
+
+Recipe (see docs in platform-notes): fork; the child unshares CLONE_NEWUSER and signals a pipe;
+the parent writes the maps with newuidmap/newgidmap (or directly, for the single-id fallback);
+the child then becomes uid/gid 0 and runs the payload. The namespace is new for every call, but
+the maps are the same each time, so file ownership stays consistent between commands.
+
+Public API:
+  needs_userns()                    -> bool: True when not root (a user namespace is needed)
+  run_in_userns(fn)                 -> int: fork, run fn() as namespace root, return its exit code
+  exec_in_userns(argv, env)         -> int: run a program as namespace root, forwarding signals
+  become_root_in_userns()           -> None: the rest of THIS program runs as namespace root
+                                       (the original process only waits and exits with its code)
+  map_ids(pid, maps)                -> None: write the maps of a child that unshared by itself
+  find_helper(name)                 -> str: path of newuidmap/newgidmap (or MissingTool)
+  rootless_uid()                    -> int: the host uid of the user, also inside the namespace
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from podpy.errors import CommandNotFound, MissingTool, PodpyError
+from podpy.idmap import (
+    SUBGID_FILE,
+    SUBUID_FILE,
+    UserIdMaps,
+    in_initial_userns,
+    newidmap_args,
+    user_id_maps,
+)
+
+# A colon-separated list of directories that replaces the default helper search
+# (like containers.conf `helper_binaries_dir`); tests use it to hide newuidmap.
+HELPER_DIRS_ENV = "PODPY_HELPER_BINARIES_DIR"
+# Set in the environment of everything started inside the namespace: the host uid of the user,
+# so a podpy started there (e.g. under `podpy unshare`) still knows it is rootless.
+ROOTLESS_UID_ENV = "_PODPY_ROOTLESS_UID"
+DEFAULT_HELPER_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
+_PACKAGE_HINT = 'install the "uidmap" package (apt install uidmap / dnf install shadow-utils)'
+# Signals the waiting parent passes on to the namespace child.
+_FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGINT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+    signal.SIGWINCH,
+)
+
+
+def needs_userns() -> bool:
+    """Root on the host (or already root inside a namespace) needs no new user namespace."""
+    return os.geteuid() != 0
+
+
+def rootless_uid() -> int:
+    """The user's host uid: geteuid() outside a namespace, the recorded uid inside one."""
+    recorded = os.environ.get(ROOTLESS_UID_ENV)
+    if recorded and recorded.isdigit() and not in_initial_userns():
+        return int(recorded)
+    return os.geteuid()
+
+
+def find_helper(name: str, search_dirs: Optional[Sequence[str]] = None) -> str:
+    """Absolute path of a setuid helper; search_dirs (or $PODPY_HELPER_BINARIES_DIR) replace
+    the default search of $PATH plus the usual system directories."""
+    if search_dirs is None:
+        override = os.environ.get(HELPER_DIRS_ENV)
+        if override is not None:
+            search_dirs = [d for d in override.split(":") if d]
+        else:
+            path_dirs = [d for d in os.environ.get("PATH", "").split(":") if d]
+            search_dirs = path_dirs + [d for d in DEFAULT_HELPER_DIRS if d not in path_dirs]
+    for directory in search_dirs:
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise MissingTool(f"{name} not found: {_PACKAGE_HINT}")
+
+
+def single_id_warning(maps: UserIdMaps) -> str:
+    """The warning printed when the user has no delegated sub-ids (names the file and the fix)."""
+    missing = SUBUID_FILE if not maps.uid_ranges else SUBGID_FILE
+    kind = "subuid" if not maps.uid_ranges else "subgid"
+    return (
+        f'no {kind} ranges found for user "{maps.user}" in {missing}: running with a single id '
+        f"mapping; fix: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "
+        f"{maps.user}"
+    )
+
+
+def _write_proc(pid: int, name: str, content: str) -> None:
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write(content)
+
+
+def _run_newidmap(helper: str, pid: int, args: List[str]) -> None:
+    tool = os.path.basename(helper)
+    result = subprocess.run(
+        [helper, str(pid), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        raise PodpyError(
+            f"{tool} {pid} {' '.join(args)} failed: {detail}",
+            hint="check that the ranges in /etc/subuid and /etc/subgid belong to this user "
+            "and that the helper is setuid root (or has cap_setuid/cap_setgid)",
+        )
+
+
+def map_ids(pid: int, maps: UserIdMaps, helper_dirs: Optional[Sequence[str]] = None) -> None:
+    """Write uid_map/gid_map for `pid`, which has just unshared CLONE_NEWUSER.
+
+    With sub-id ranges this needs newuidmap/newgidmap (setuid): an unprivileged process may
+    only map its own id. Without ranges the single-id map is written directly; gid_map then
+    requires `deny` in setgroups first (user_namespaces(7), since Linux 3.19).
+    """
+    if maps.single_id:
+        _write_proc(pid, "setgroups", "deny")
+        _write_proc(pid, "uid_map", f"0 {maps.uid} 1\n")
+        _write_proc(pid, "gid_map", f"0 {maps.gid} 1\n")
+        return
+    newuidmap = find_helper("newuidmap", helper_dirs)
+    newgidmap = find_helper("newgidmap", helper_dirs)
+    _run_newidmap(newuidmap, pid, newidmap_args(maps.uid_mappings))
+    _run_newidmap(newgidmap, pid, newidmap_args(maps.gid_mappings))
+
+
+def _prepare_maps(maps: Optional[UserIdMaps], helper_dirs: Optional[Sequence[str]]) -> UserIdMaps:
+    """Resolve the maps and fail before forking if a helper is missing."""
+    if maps is None:
+        maps = user_id_maps()
+    if maps.single_id:
+        from podpy import log
+
+        log.warn_once(single_id_warning(maps))
+    else:
+        find_helper("newuidmap", helper_dirs)
+        find_helper("newgidmap", helper_dirs)
+    return maps
+
+
+def _become_root(single_id: bool) -> None:
+    """In the child, after the maps are written: take uid/gid 0 of the namespace."""
+    os.setresgid(0, 0, 0)
+    if not single_id:
+        # Drop the host's supplementary groups (they would show as nogroup); not allowed
+        # once setgroups is denied, which is the single-id case.
+        os.setgroups([])
+    os.setresuid(0, 0, 0)
+
+
+def _exit_status(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128+signal."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _wait_forwarding_signals(pid: int) -> int:
+    """Wait for pid, passing on the signals this process receives."""
+    # On a terminal, Ctrl-C/Ctrl-\ already reach the child (same foreground group).
+    on_tty = os.isatty(0)
+    previous: Dict[int, object] = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in _FORWARDED_SIGNALS:
+        try:
+            if on_tty and sig in (signal.SIGINT, signal.SIGQUIT):
+                previous[sig] = signal.signal(sig, signal.SIG_IGN)
+            else:
+                previous[sig] = signal.signal(sig, forward)
+        except (ValueError, OSError):  # not the main thread, or not catchable
+            pass
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return _exit_status(status)
+            except ChildProcessError:
+                return 125
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _fork_into_userns(maps: UserIdMaps, helper_dirs: Optional[Sequence[str]]) -> int:
+    """Fork; in the child return 0 as root of a new, mapped user namespace; in the parent
+    return the child's pid once the maps are written (or raise, with the child reaped)."""
+    from podpy import linux
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(to_parent_r)
+        os.close(to_child_w)
+        try:
+            linux.unshare(linux.CLONE_NEWUSER)
+        except OSError as err:
+            os.write(to_parent_w, b"E" + str(err).encode())
+            os._exit(125)
+        os.write(to_parent_w, b"R")
+        os.close(to_parent_w)
+        go = os.read(to_child_r, 1)
+        os.close(to_child_r)
+        if go != b"G":
+            os._exit(125)
+        try:
+            _become_root(maps.single_id)
+        except OSError as err:
+            sys.stderr.write(f"Error: cannot become root in the user namespace: {err}\n")
+            os._exit(125)
+        os.environ[ROOTLESS_UID_ENV] = str(maps.uid)
+        return 0
+    os.close(to_parent_w)
+    os.close(to_child_r)
+    try:
+        reply = os.read(to_parent_r, 4096)
+        if not reply.startswith(b"R"):
+            detail = reply[1:].decode(errors="replace") or "the child exited early"
+            raise PodpyError(
+                f"cannot create a user namespace: {detail}",
+                hint="enable unprivileged user namespaces "
+                "(sysctl user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1)",
+            )
+        map_ids(pid, maps, helper_dirs)
+        os.write(to_child_w, b"G")
+    except BaseException:
+        try:
+            os.write(to_child_w, b"X")
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(to_parent_r)
+        os.close(to_child_w)
+    return pid
+
+
+def _child_exit(code: object) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
+
+
+def run_in_userns(
+    fn: Callable[[], int],
+    *,
+    maps: Optional[UserIdMaps] = None,
+    helper_dirs: Optional[Sequence[str]] = None,
+) -> int:
+    """Run fn() as root of a new user namespace in a forked child and return its exit code.
+
+    As root no namespace is needed and fn() runs in this process. In the child, a PodpyError
+    is printed as `Error: ...` and becomes its exit code. Call before opening sqlite
+    connections or starting threads: the child must not share them.
+    """
+    if not needs_userns():
+        return fn()
+    maps = _prepare_maps(maps, helper_dirs)
+    pid = _fork_into_userns(maps, helper_dirs)
+    if pid == 0:
+        code: object = 125
+        try:
+            code = fn()
+        except PodpyError as err:
+            sys.stderr.write(f"Error: {err.message}\n")
+            if err.hint:
+                sys.stderr.write(f"Hint: {err.hint}\n")
+            code = err.exit_code
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        _child_exit(code)
+    return _wait_forwarding_signals(pid)
+
+
+def resolve_command(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """argv[0] as execvp would find it with env's PATH; CommandNotFound (127) otherwise."""
+    import shutil
+
+    if not argv:
+        raise PodpyError("no command given")
+    name = argv[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise CommandNotFound(f'exec: "{name}": stat {name}: no such file or directory')
+        return name
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if not found:
+        raise CommandNotFound(f'exec: "{name}": executable file not found in $PATH')
+    return found
+
+
+def _exec(path: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
+    try:
+        os.execve(path, list(argv), dict(env))
+    except OSError as err:
+        sys.stderr.write(f'Error: exec: "{argv[0]}": {err.strerror}\n')
+        return 126
+    return 126  # not reached: execve only returns by raising
+
+
+def exec_in_userns(
+    argv: Sequence[str],
+    env: Optional[Mapping[str, str]] = None,
+    *,
+    maps: Optional[UserIdMaps] = None,
+    helper_dirs: Optional[Sequence[str]] = None,
+) -> int:
+    """Run argv as root of a new user namespace; return its exit status (128+N if killed).
+
+    As root on the host the command simply runs as a child. Signals sent to this process are
+    forwarded to the command.
+    """
+    env = dict(os.environ if env is None else env)
+    path = resolve_command(argv, env)
+    if not needs_userns():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_exec(path, argv, env))
+        return _wait_forwarding_signals(pid)
+    maps = _prepare_maps(maps, helper_dirs)
+    env[ROOTLESS_UID_ENV] = str(maps.uid)
+    return run_in_userns(lambda: _exec(path, argv, env), maps=maps, helper_dirs=helper_dirs)
+
+
+def become_root_in_userns(
+    *, maps: Optional[UserIdMaps] = None, helper_dirs: Optional[Sequence[str]] = None
+) -> None:
+    """Continue the rest of this program as root of a new user namespace.
+
+    The process forks: the child returns from this call as uid 0 (mapped) and carries on;
+    the original process waits, forwards signals, and exits with the child's code. No-op
+    when already root. Resolve Paths first (they depend on the uid), and call before
+    opening the database or starting threads.
+    """
+    if not needs_userns():
+        return
+    maps = _prepare_maps(maps, helper_dirs)
+    pid = _fork_into_userns(maps, helper_dirs)
+    if pid == 0:
+        return
+    code = _wait_forwarding_signals(pid)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
