@@ -14,6 +14,7 @@ Public API:
   map_ids(pid, maps)                -> None: write the maps of a child that unshared by itself
   find_helper(name)                 -> str: path of newuidmap/newgidmap (or MissingTool)
   rootless_uid()                    -> int: the host uid of the user, also inside the namespace
+  unshare(paths, argv)              -> int: `podpy unshare` (store env vars + exec_in_userns)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence
 
 from podpy.errors import CommandNotFound, MissingTool, PodpyError
 from podpy.idmap import (
@@ -33,6 +34,9 @@ from podpy.idmap import (
     newidmap_args,
     user_id_maps,
 )
+
+if TYPE_CHECKING:
+    from podpy.paths import Paths
 
 # A colon-separated list of directories that replaces the default helper search
 # (like containers.conf `helper_binaries_dir`); tests use it to hide newuidmap.
@@ -365,3 +369,25 @@ def become_root_in_userns(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def unshare(paths: Paths, argv: Sequence[str], env: Optional[Mapping[str, str]] = None) -> int:
+    """`podpy unshare`: run argv (default $SHELL) as namespace root with the store locations in
+    its environment (podman's CONTAINERS_GRAPHROOT/RUNROOT, plus PODPY_GRAPHROOT/RUNROOT);
+    the graph root and run root are created first so the command can use them."""
+    child_env = dict(os.environ if env is None else env)
+    command = list(argv) or [child_env.get("SHELL") or "/bin/sh"]
+    for directory in (paths.graph_root, paths.run_root):
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise PodpyError(f"cannot create {directory}: {err.strerror}") from err
+    child_env.update(
+        {
+            "CONTAINERS_GRAPHROOT": paths.graph_root,
+            "CONTAINERS_RUNROOT": paths.run_root,
+            "PODPY_GRAPHROOT": paths.graph_root,
+            "PODPY_RUNROOT": paths.run_root,
+        }
+    )
+    return exec_in_userns(command, child_env)

@@ -56,9 +56,9 @@ def engine(ctx: typer.Context) -> Engine:
 
 
 def _register() -> None:
-    from podpy.cli import _groups, system
+    from podpy.cli import _groups, reset, system, unshare
 
-    for module in (system,):
+    for module in (system, unshare, reset):
         module.register(app)
     for name, group in _groups.ALL.items():
         if group.registered_commands or group.registered_groups:
