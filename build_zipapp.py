@@ -505,6 +505,9 @@ def compile_tree(app_dir: Path) -> None:
     """
     ok = compileall.compile_dir(
         str(app_dir),
+        # Record archive-relative file names: the temp dir's random name would make every
+        # build differ, and tracebacks read the source through the zip loader anyway.
+        ddir="podpy.pyz",
         quiet=1,
         legacy=True,
         workers=0,
