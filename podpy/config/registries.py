@@ -117,15 +117,15 @@ class RegistriesConfig:
         return bool(entry and entry.blocked)
 
     def is_insecure(self, host: str) -> bool:
-        """Whether plain HTTP / unverified TLS is allowed when talking to `host[:port]`.
+        """Whether plain HTTP / unverified TLS is allowed for `host[:port]` (or a reference).
 
-        True when the entry matching the host is insecure, or the host is the location of
-        an insecure registry or mirror (so rewritten and mirrored pulls work too).
+        True when the entry matching it is insecure, or its host is the location of an
+        insecure registry or mirror (so rewritten and mirrored pulls work too).
         """
-        host = _host(host)
         entry = self.find(host)
         if entry is not None and entry.insecure:
             return True
+        host = _host(host)
         for item in self.registries:
             if item.insecure and item.location and _host(item.location) == host:
                 return True
