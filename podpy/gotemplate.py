@@ -9,13 +9,9 @@ bound methods called like Go methods), lists, and scalars.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import enum
 import json
 import math
-import string
-import urllib.parse
-from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Tuple
 
 from podpy.errors import PodpyError
@@ -53,7 +49,7 @@ MISSING = _Missing()
 
 
 def _go_float(value: float, precision: Optional[int] = None) -> str:
-    """Format a float like Go's strconv for %v/%g (shortest digits, exponent when exp<-4 or >=21/6)."""
+    """Format a float like Go's %v/%g: shortest round-trip digits, exponent form when exp<-4 or >=6."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -62,13 +58,16 @@ def _go_float(value: float, precision: Optional[int] = None) -> str:
         return f"{value:.{precision}g}"
     if value == 0:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
-    digits = "".join(str(d) for d in digit_tuple).rstrip("0") or "0"
-    trailing_zeros = len("".join(str(d) for d in digit_tuple)) - len(digits)
-    exponent = int(exponent) + trailing_zeros
-    decimal_point = len(digits) + exponent  # position of the point relative to the digits
+    # repr() gives the shortest round-trip digits, as Go's strconv does.
+    mantissa_text, _, exponent_text = repr(abs(value)).partition("e")
+    int_part, _, frac_part = mantissa_text.partition(".")
+    all_digits = int_part + frac_part
+    digits = all_digits.lstrip("0")
+    # Position of the decimal point relative to the first significant digit.
+    decimal_point = int(exponent_text or 0) + len(int_part) - (len(all_digits) - len(digits))
+    digits = digits.rstrip("0")
     exp = decimal_point - 1
-    prefix = "-" if sign else ""
+    prefix = "-" if value < 0 else ""
     # strconv's shortest %g switches to exponent form outside 1e-4 <= |v| < 1e6 (as fmt's %v).
     if exp < -4 or exp >= 6:
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
@@ -142,7 +141,7 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return [to_jsonable(v) for v in sorted(value, key=_sort_key)]
-    if isinstance(value, (datetime.datetime, datetime.date)):
+    if type(value).__module__ == "datetime" and hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
         import base64
@@ -367,7 +366,7 @@ class _Lexer:
         begin = self.pos
         if src[self.pos] in "+-":
             self.pos += 1
-        allowed = string.hexdigits + "xXoObB_.pP"
+        allowed = "0123456789abcdefABCDEFxXoObB_.pP"
         while self.pos < len(src):
             ch = src[self.pos]
             if ch in allowed or (ch in "+-" and src[self.pos - 1] in "eEpP"):
@@ -958,7 +957,9 @@ def _js(*args: Any) -> str:
 
 
 def _urlquery(*args: Any) -> str:
-    return urllib.parse.quote_plus(_escaper_arg(args), safe="")
+    from urllib.parse import quote_plus
+
+    return quote_plus(_escaper_arg(args), safe="")
 
 
 def _json(value: Any) -> str:
@@ -1255,7 +1256,7 @@ class _Continue(Exception):
 
 
 _NO_FINAL = object()  # no value piped in from the previous pipeline stage
-_MAX_DEPTH = 1000
+_MAX_DEPTH = 100  # Go allows 100000; Python frames run out long before that
 _BASIC = (str, int, float, bool, bytes, list, tuple, set, frozenset)
 
 
@@ -1504,8 +1505,11 @@ class _Executor:
 
 def render(template: str, data: Any) -> str:
     """Execute a Go text/template against data and return the output."""
-    parser = _Parser(template, _FUNCS)
-    nodes = parser.parse()
-    executor = _Executor(template, parser.templates, data)
-    executor.walk(data, nodes)
+    try:
+        parser = _Parser(template, _FUNCS)
+        nodes = parser.parse()
+        executor = _Executor(template, parser.templates, data)
+        executor.walk(data, nodes)
+    except RecursionError:
+        raise TemplateError("template: nested too deeply") from None
     return "".join(executor.out)
