@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from podpy.errors import CommandNotFound, MissingTool, PodpyError
 from podpy.idmap import (
@@ -167,8 +167,26 @@ def _exit_status(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    """Wait for pid, passing on the signals this process receives."""
+def _fork_holding_signals() -> Tuple[int, Set[signal.Signals]]:
+    """fork() with the forwarded signals blocked in the parent until it can forward them
+    (otherwise a SIGTERM arriving right after fork would kill only the parent). Returns
+    (pid, the mask to restore); the child gets its mask back at once."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    if pid == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return pid, held
+
+
+def _wait_forwarding_signals(pid: int, held: Set[signal.Signals]) -> int:
+    """Wait for pid, passing on the signals this process receives (also those that arrived
+    while they were held since the fork)."""
     # On a terminal, Ctrl-C/Ctrl-\ already reach the child (same foreground group).
     on_tty = os.isatty(0)
     previous: Dict[int, object] = {}
@@ -187,6 +205,7 @@ def _wait_forwarding_signals(pid: int) -> int:
                 previous[sig] = signal.signal(sig, forward)
         except (ValueError, OSError):  # not the main thread, or not catchable
             pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     try:
         while True:
             try:
@@ -199,16 +218,17 @@ def _wait_forwarding_signals(pid: int) -> int:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def _fork_into_userns(maps: UserIdMaps, helper_dirs: Optional[Sequence[str]]) -> int:
-    """Fork; in the child return 0 as root of a new, mapped user namespace; in the parent
-    return the child's pid once the maps are written (or raise, with the child reaped)."""
+def _fork_into_userns(
+    maps: UserIdMaps, helper_dirs: Optional[Sequence[str]]
+) -> Tuple[int, Set[signal.Signals]]:
+    """Fork; in the child return pid 0 as root of a new, mapped user namespace; in the parent
+    return the child's pid once the maps are written (or raise, with the child reaped),
+    with the signal mask _wait_forwarding_signals must restore."""
     from podpy import linux
 
-    sys.stdout.flush()
-    sys.stderr.flush()
     to_parent_r, to_parent_w = os.pipe()
     to_child_r, to_child_w = os.pipe()
-    pid = os.fork()
+    pid, held = _fork_holding_signals()
     if pid == 0:
         os.close(to_parent_r)
         os.close(to_child_w)
@@ -229,7 +249,7 @@ def _fork_into_userns(maps: UserIdMaps, helper_dirs: Optional[Sequence[str]]) ->
             sys.stderr.write(f"Error: cannot become root in the user namespace: {err}\n")
             os._exit(125)
         os.environ[ROOTLESS_UID_ENV] = str(maps.uid)
-        return 0
+        return 0, held
     os.close(to_parent_w)
     os.close(to_child_r)
     try:
@@ -249,11 +269,12 @@ def _fork_into_userns(maps: UserIdMaps, helper_dirs: Optional[Sequence[str]]) ->
         except OSError:
             pass
         os.waitpid(pid, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise
     finally:
         os.close(to_parent_r)
         os.close(to_child_w)
-    return pid
+    return pid, held
 
 
 def _child_exit(code: object) -> None:
@@ -277,7 +298,7 @@ def run_in_userns(
     if not needs_userns():
         return fn()
     maps = _prepare_maps(maps, helper_dirs)
-    pid = _fork_into_userns(maps, helper_dirs)
+    pid, held = _fork_into_userns(maps, helper_dirs)
     if pid == 0:
         code: object = 125
         try:
@@ -294,7 +315,7 @@ def run_in_userns(
 
             traceback.print_exc()
         _child_exit(code)
-    return _wait_forwarding_signals(pid)
+    return _wait_forwarding_signals(pid, held)
 
 
 def resolve_command(argv: Sequence[str], env: Mapping[str, str]) -> str:
@@ -338,12 +359,10 @@ def exec_in_userns(
     env = dict(os.environ if env is None else env)
     path = resolve_command(argv, env)
     if not needs_userns():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid, held = _fork_holding_signals()
         if pid == 0:
             os._exit(_exec(path, argv, env))
-        return _wait_forwarding_signals(pid)
+        return _wait_forwarding_signals(pid, held)
     maps = _prepare_maps(maps, helper_dirs)
     env[ROOTLESS_UID_ENV] = str(maps.uid)
     return run_in_userns(lambda: _exec(path, argv, env), maps=maps, helper_dirs=helper_dirs)
@@ -362,10 +381,10 @@ def become_root_in_userns(
     if not needs_userns():
         return
     maps = _prepare_maps(maps, helper_dirs)
-    pid = _fork_into_userns(maps, helper_dirs)
+    pid, held = _fork_into_userns(maps, helper_dirs)
     if pid == 0:
         return
-    code = _wait_forwarding_signals(pid)
+    code = _wait_forwarding_signals(pid, held)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
