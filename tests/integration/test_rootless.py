@@ -216,3 +216,19 @@ def test_user_without_subids_gets_single_id_mapping_and_a_warning(
     runner.ok("unshare", "sh", "-c", 'touch "$PODPY_GRAPHROOT/file"')
     runner.podpy("system", "reset", "--force", check=True)
     assert not (runner.home / ".local/share/podpy/storage").exists()
+
+
+def test_python_api_run_in_userns_and_become_root(rootless: Any) -> None:
+    """What later code calls by name: exit codes and uid 0 come back as documented."""
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from podpy.rootless import become_root_in_userns, rootless_uid, run_in_userns\n"
+        "assert run_in_userns(lambda: 5) == 5\n"
+        "assert run_in_userns(lambda: 0 if os.getuid() == 0 else 1) == 0\n"
+        "host_uid = os.getuid()\n"
+        "become_root_in_userns()\n"
+        "print(os.getuid(), os.getgid(), rootless_uid() == host_uid, flush=True)\n"
+        "sys.exit(4)\n"
+    )
+    result = rootless.cmd([SYSTEM_PYTHON, "-I", "-c", code, str(rootless.pyz)], timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (4, "0 0 True\n", "")
