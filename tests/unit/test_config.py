@@ -181,6 +181,17 @@ def test_tables_merge_recursively_arrays_replace_and_append(tree: Tree) -> None:
     assert cfg.raw_containers["engine"]["runtimes"]["kata"] == ["/usr/bin/kata"]
 
 
+def test_comments_and_multiline_strings(tree: Tree) -> None:
+    # Full-line comments are skipped fast; a '#' line inside a multi-line string is content.
+    tree.write(
+        "/etc/containers/containers.conf",
+        '# header\n  # indented\n[containers]\ntz = """\n# kept\n"""  # trailing\n',
+    )
+    assert tree.load().containers.tz == "# kept\n"
+    path = tree.write("/etc/containers/containers.conf", "# one\n# two\n[containers]\ntz =\n")
+    assert tree.error() == f"{path}: line 4: Invalid value"
+
+
 def test_unknown_keys_are_ignored_but_kept_raw(tree: Tree) -> None:
     tree.write(
         "/etc/containers/containers.conf",
