@@ -162,8 +162,9 @@ def unmount_all(prefixes: List[str]) -> List[str]:
     return stuck
 
 
-def _remove_roots(roots: List[str]) -> int:
-    """Runs as (namespace) root: unmount our own leftovers, then delete the trees."""
+def _remove_roots(roots: List[str]) -> List[str]:
+    """Runs as (namespace) root: unmount our own leftovers, then delete the trees.
+    Returns one "path: reason" per root that could not be removed."""
     from podpy.atomic import remove_tree
 
     unmount_all(roots)
@@ -172,13 +173,32 @@ def _remove_roots(roots: List[str]) -> int:
         try:
             remove_tree(root)
         except OSError as err:
-            failed.append(f"{root}: {err.strerror or err}")
-    if failed:
-        raise PodpyError(
-            "could not remove all podpy state: " + "; ".join(failed),
-            hint="stop any process still using the store and run `podpy system reset --force` again",
-        )
-    return 0
+            where = err.filename or root
+            failed.append(f"{where}: {err.strerror or err}")
+    return failed
+
+
+def _remove_roots_in_userns(roots: List[str]) -> List[str]:
+    """_remove_roots in a forked namespace child; its failures come back over a pipe."""
+    from podpy.rootless import run_in_userns
+
+    read_end, write_end = os.pipe()
+
+    def child() -> int:
+        os.close(read_end)
+        failed = _remove_roots(roots)
+        os.write(write_end, "\n".join(failed).encode())
+        return 1 if failed else 0
+
+    try:
+        code = run_in_userns(child)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        failed = [line for line in f.read().decode(errors="replace").splitlines() if line]
+    if code != 0 and not failed:
+        failed = [f"the namespace helper exited with status {code}"]
+    return failed
 
 
 def system_reset(paths: Paths) -> None:
@@ -193,15 +213,12 @@ def system_reset(paths: Paths) -> None:
     stop_recorded_processes(paths.db_file)
     stuck = unmount_all(roots)
     if not paths.rootless or os.geteuid() == 0:
-        _remove_roots(roots)
-        return
-    from podpy.rootless import run_in_userns
-
-    code = run_in_userns(lambda: _remove_roots(roots))
-    leftovers = [root for root in roots if os.path.lexists(root)]
-    if code != 0 or leftovers:
+        failed = _remove_roots(roots)
+    else:
+        failed = _remove_roots_in_userns(roots)
+    if failed:
         detail = f" (still mounted: {', '.join(stuck)})" if stuck else ""
         raise PodpyError(
-            f"could not remove all podpy state: {', '.join(leftovers) or 'see above'}{detail}",
+            f"could not remove all podpy state: {'; '.join(failed)}{detail}",
             hint="stop any process still using the store and run `podpy system reset --force` again",
         )
