@@ -21,6 +21,7 @@ def _read_db(rootfs: str, path: str) -> List[List[str]]:
     from podpy.runtime.mounts import secure_join
 
     try:
+        # Resolved inside the rootfs: a symlink to /etc/passwd must not read the host's file.
         with open(secure_join(rootfs, path), encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
