@@ -67,23 +67,9 @@ def template_data(value: Any) -> Any:
 
 
 def _emit(data: Any, fmt: Optional[str], default: Callable[[Any], str]) -> None:
-    try:
-        from podpy.cli._output import emit
-    except ImportError:  # TEMPORARY until podpy/cli/_output.py lands: json and default only
-        import json
+    from podpy.cli._output import emit
 
-        from podpy.errors import PodpyError
-
-        def emit(data: Any, fmt: Optional[str], default: Callable[[Any], str]) -> str:
-            if fmt is None:
-                return default(data)
-            if fmt == "json":
-                return json.dumps(data, indent=4)
-            raise PodpyError("--format templates are not available yet")
-
-    result = emit(template_data(data), fmt, default)
-    if isinstance(result, str):
-        typer.echo(result if result.endswith("\n") else result + "\n", nl=False)
+    emit(template_data(data), fmt, default)
 
 
 # -- version -------------------------------------------------------------------------------
