@@ -61,6 +61,27 @@ class Config:
         }
 
 
+# podpy.rootless.ROOTLESS_UID_ENV, spelled out here: importing podpy.rootless costs ~30 ms.
+ROOTLESS_UID_ENV = "_PODPY_ROOTLESS_UID"
+
+
+def _in_initial_userns() -> bool:
+    try:
+        with open("/proc/self/uid_map") as handle:
+            return handle.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+def _effective_uid(env: Mapping[str, str]) -> int:
+    """The user's host uid, also from inside podpy's user namespace (where euid is 0)."""
+    euid = os.geteuid()
+    recorded = env.get(ROOTLESS_UID_ENV, "")
+    if euid == 0 and recorded.isdigit() and not _in_initial_userns():
+        return int(recorded)
+    return euid
+
+
 def load(
     env: Optional[Mapping[str, str]] = None,
     uid: Optional[int] = None,
@@ -69,6 +90,9 @@ def load(
 ) -> Config:
     """Read all three config files for this user (root or rootless, decided by `uid`).
 
+    `uid` defaults to the invoking user's host uid, so podpy running inside its own user
+    namespace (e.g. under `podpy unshare`) still reads the rootless user's files.
+
     `sysroot` prefixes the system-wide paths (/usr/share, /etc, /var/cache), like
     containers/image's RootForImplicitAbsolutePaths; tests use it to stay off the host's files.
     Raises podpy.errors.ConfigError (`<file>: line N: <what>`) for a malformed file.
@@ -76,7 +100,7 @@ def load(
     from podpy.paths import config_home, data_home, home_dir
 
     env = os.environ if env is None else env
-    uid = os.geteuid() if uid is None else uid
+    uid = _effective_uid(env) if uid is None else uid
     rootless = uid != 0
     home = home_dir(env)
     conf_home = config_home(env)

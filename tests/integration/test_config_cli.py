@@ -199,3 +199,38 @@ def test_line_numbers_under_python39_with_vendored_tomli(podpy_pyz: Path, shared
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["containers"]["runtime"] == "runc"
+
+
+def test_rootless_files_are_read_inside_podpy_user_namespace(tmp_path: Path) -> None:
+    """Inside a user namespace euid is 0, yet the recorded host uid keeps the config rootless."""
+    import podpy.config
+
+    home = tmp_path / "home"
+    conf = home / ".config" / "containers" / "containers.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[containers]\ntz = "from-user-file"\n')
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from podpy.config import load\n"
+        "print(os.geteuid(), load(env=os.environ, sysroot=sys.argv[2]).containers.tz)\n"
+    )
+    repo = str(Path(podpy.config.__file__).resolve().parents[2])
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", podpy.config.ROOTLESS_UID_ENV: "4321"}
+    out = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            script,
+            repo,
+            str(tmp_path / "sys"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "from-user-file"]

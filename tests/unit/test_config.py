@@ -868,3 +868,13 @@ def test_to_dict_is_json_ready(tree: Tree) -> None:
     assert set(data) == {"sources", "containers", "registries", "storage"}
     assert data["containers"]["stop_timeout"] == 10
     assert data["registries"]["registries"][0]["prefix"] == "*.corp.example"
+
+
+def test_rootless_uid_inside_the_user_namespace_is_recognised() -> None:
+    import podpy.config as config
+    from podpy.rootless import ROOTLESS_UID_ENV
+
+    assert config.ROOTLESS_UID_ENV == ROOTLESS_UID_ENV
+    # On the host (initial namespace) the recorded uid is ignored: only real userns count.
+    assert config._in_initial_userns()
+    assert config._effective_uid({ROOTLESS_UID_ENV: "1234"}) == os.geteuid()
