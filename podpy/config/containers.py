@@ -103,7 +103,9 @@ class ContainersConfig:
     volumes: List[str] = field(default_factory=list)
     # [engine]
     runtime: str = BUILTIN_RUNTIME
-    runtimes: Dict[str, List[str]] = field(default_factory=dict)
+    runtimes: Dict[str, List[str]] = field(
+        default_factory=lambda: {name: list(paths) for name, paths in DEFAULT_RUNTIMES.items()}
+    )
     cgroup_manager: str = "cgroupfs"
     events_logger: str = "file"
     helper_binaries_dir: List[str] = field(

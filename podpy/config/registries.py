@@ -290,9 +290,24 @@ class _FileParser:
             if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
                 raise self.fail("registry", "expected [[registry]] tables, got " + describe(tables))
             out["registries"] = [self._registry(t, i) for i, t in enumerate(tables)]
+            self._check_conflicts(out["registries"])
         if "aliases" in self.doc:
             out["aliases"] = parse_aliases(self.path, self.doc["aliases"])
         return out
+
+    def _check_conflicts(self, entries: List[RegistryEntry]) -> None:
+        """One location listed under several prefixes must agree on insecure and blocked."""
+        seen: Dict[str, RegistryEntry] = {}
+        for entry in entries:
+            key = entry.location or entry.prefix
+            first = seen.setdefault(key, entry)
+            for setting in ("insecure", "blocked"):
+                if getattr(first, setting) != getattr(entry, setting):
+                    raise self.fail(
+                        f'registry "{key}"',
+                        f"defined several times with conflicting '{setting}' settings",
+                        hint=f"use the same {setting} value in every [[registry]] for {key}",
+                    )
 
     def _search_list(self) -> List[str]:
         where = "unqualified-search-registries"

@@ -698,6 +698,11 @@ def test_machine_alias_cache_wins(tree: Tree) -> None:
             '[[registry]]\nlocation = "x.io"\n[[registry.mirror]]\ninsecure = true\n',
             'registry "x.io" mirror: mirror location is unset',
         ),
+        (
+            '[[registry]]\nprefix = "a.io"\nlocation = "x.io"\ninsecure = true\n'
+            '[[registry]]\nprefix = "b.io"\nlocation = "x.io"\n',
+            "registry \"x.io\": defined several times with conflicting 'insecure' settings",
+        ),
         ('short-name-mode = "strict"\n', 'short-name-mode: unsupported value "strict"'),
         (
             'unqualified-search-registries = ["not a host"]\n',
@@ -858,6 +863,17 @@ def test_storage_legacy_option_locations(tree: Tree) -> None:
 def test_storage_errors(tree: Tree, body: str, expected: str) -> None:
     path = tree.write("/etc/containers/storage.conf", body)
     assert tree.error(uid=0) == f"{path}: {expected}"
+
+
+def test_config_defaults_match_loaded_defaults(tree: Tree) -> None:
+    from podpy.config import ContainersConfig
+
+    loaded = tree.load().containers.to_dict()
+    built_in = ContainersConfig().to_dict()
+    for key in ("cgroup_manager", "events_logger"):  # host-dependent at load time
+        loaded.pop(key)
+        built_in.pop(key)
+    assert loaded == built_in
 
 
 def test_to_dict_is_json_ready(tree: Tree) -> None:
