@@ -287,7 +287,10 @@ def build_containers_config(merged: MergedToml, fallback_source: str) -> Contain
         ),
         env=_validated(ctr, "env", ctr.strings("env", DEFAULT_ENV), bool, '"TERM=xterm"'),
         dns_servers=_dns_servers(ctr),
-        log_driver=ctr.choice("log_driver", "k8s-file", LOG_DRIVERS),
+        # podman treats "json-file" as another name for its k8s-file format.
+        log_driver=ctr.choice("log_driver", "k8s-file", LOG_DRIVERS).replace(
+            "json-file", "k8s-file"
+        ),
         log_size_max=ctr.integer("log_size_max", -1),
         pids_limit=ctr.integer("pids_limit", 2048),
         shm_size=shm_size,

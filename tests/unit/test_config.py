@@ -894,3 +894,8 @@ def test_rootless_uid_inside_the_user_namespace_is_recognised() -> None:
     # On the host (initial namespace) the recorded uid is ignored: only real userns count.
     assert config._in_initial_userns()
     assert config._effective_uid({ROOTLESS_UID_ENV: "1234"}) == os.geteuid()
+
+
+def test_json_file_log_driver_is_k8s_file(tree: Tree) -> None:
+    tree.write("/etc/containers/containers.conf", '[containers]\nlog_driver = "json-file"\n')
+    assert tree.load().containers.log_driver == "k8s-file"
