@@ -9,10 +9,7 @@ is decided, so `podpy info` and the storage layer always agree.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -95,6 +92,8 @@ class Host:
             return None
 
     def which(self, name: str) -> Optional[str]:
+        import shutil
+
         path = self.env.get("PATH", "")
         search = (
             os.pathsep.join([path, *EXTRA_BIN_DIRS]) if path else os.pathsep.join(EXTRA_BIN_DIRS)
@@ -103,6 +102,8 @@ class Host:
 
     def run(self, argv: Sequence[str], timeout: float = PROBE_TIMEOUT) -> Optional[str]:
         """stdout+stderr of a quick helper probe, or None if it cannot run."""
+        import subprocess
+
         try:
             result = subprocess.run(
                 list(argv),
@@ -153,6 +154,8 @@ class Host:
 
     def probe_native_overlay(self, user: UserInfo, parent_dir: Optional[str]) -> Optional[str]:
         """None if `user` can mount overlay (userxattr) inside a user namespace, else why not."""
+        import tempfile
+
         release = self.uname()[1]
         if kernel_version(release) < NATIVE_ROOTLESS_OVERLAY_KERNEL:
             return f"kernel {release} is older than 5.11 (no overlay userxattr)"
@@ -173,6 +176,8 @@ class Host:
 
 def _probe_base_dir(parent_dir: Optional[str]) -> str:
     """The nearest existing ancestor of parent_dir (so the probe runs on the store's filesystem)."""
+    import tempfile
+
     path = parent_dir
     while path and path != os.path.dirname(path):
         if os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK):
@@ -183,6 +188,7 @@ def _probe_base_dir(parent_dir: Optional[str]) -> str:
 
 def _force_rmtree(path: str) -> None:
     """rmtree that also clears overlay's mode-000 `work/work` dir a non-root owner cannot enter."""
+    import shutil
 
     def fix_and_retry(func: Any, target: str, _exc: Any) -> None:
         try:

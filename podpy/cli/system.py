@@ -67,6 +67,11 @@ def template_data(value: Any) -> Any:
 
 
 def _emit(data: Any, fmt: Optional[str], default: Callable[[Any], str]) -> None:
+    if not fmt:
+        # The default text needs no template engine; skipping its import keeps `version` fast.
+        text = default(data)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
     from podpy.cli._output import emit
 
     emit(template_data(data), fmt, default)
