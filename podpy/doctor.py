@@ -490,7 +490,7 @@ def run_checks(
     if user is None or user.uid == 0:
         ctx = DoctorContext(host, user or UserInfo("root", 0, 0, "/root"), probe_dir)
         checks = [check(ctx) for check in ROOT_CHECKS]
-        return DoctorReport("root", 0, False, checks, ROOTLESS_NOTE)
+        return DoctorReport("root", 0, False, checks, ROOTLESS_NOTE if user is None else "")
     ctx = DoctorContext(host, user, probe_dir)
     return DoctorReport(user.name, user.uid, True, [check(ctx) for check in ROOTLESS_CHECKS])
 

@@ -197,13 +197,14 @@ def _symbols() -> Dict[str, str]:
     encoding = (getattr(sys.stdout, "encoding", "") or "").lower()
     if sys.stdout.isatty() and "utf" in encoding:
         return {"ok": "✓", "warn": "!", "fail": "✗"}
-    return {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    return {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
 
 def doctor_text(data: Dict[str, Any]) -> str:
     symbols = _symbols()
     checks = data["checks"]
     width = max((len(c["name"]) for c in checks), default=0)
+    mark = max(len(symbol) for symbol in symbols.values())
     if data["rootless"]:
         lines = [f"Rootless checks for user {data['user']} (uid {data['uid']}):"]
     else:
@@ -212,9 +213,9 @@ def doctor_text(data: Dict[str, Any]) -> str:
         status = check["status"]
         if status == "fail" and not check["required"]:
             status = "warn"
-        lines.append(f"{symbols[status]} {check['name']:<{width}}  {check['message']}")
+        lines.append(f"{symbols[status]:<{mark}} {check['name']:<{width}}  {check['message']}")
         if check["fix"] and check["status"] != "ok":
-            lines.append(f"     {'':<{width}}  fix: {check['fix']}")
+            lines.append(f"{'':<{mark}} {'':<{width}}  fix: {check['fix']}")
     failed = [c for c in checks if c["status"] == "fail" and c["required"]]
     warned = [
         c for c in checks if c["status"] == "warn" or (c["status"] == "fail" and not c["required"])

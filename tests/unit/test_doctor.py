@@ -288,6 +288,8 @@ def test_root_without_user_runs_root_checks_and_says_so() -> None:
     assert not report.rootless and report.ok
     assert [c.name for c in report.checks] == ["namespaces", "overlay", "cgroups"]
     assert "--user" in report.note
+    # asking for root explicitly is not a question about rootless setup: no note
+    assert doctor.run_checks(host, UserInfo("root", 0, 0, "/root")).note == ""
 
 
 @pytest.mark.parametrize(
