@@ -52,6 +52,7 @@ def mounts_under(prefixes: List[str], mountinfo: str = "/proc/self/mountinfo") -
         point = _unescape_mountinfo(fields[4])
         fstype = fields[fields.index("-") + 1]
         for prefix in prefixes:
+            prefix = prefix.rstrip("/") or "/"
             if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
                 found.append((point, fstype))
                 break

@@ -15,9 +15,10 @@ from typing import Any, List, Tuple
 import pytest
 
 from podpy.db.state import StateDB
+from podpy.engine.reset import mounts_under
 
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates users and mounts")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates users and mounts")
 
 
 def _roots(runner: Any) -> Tuple[Path, Path]:
@@ -37,6 +38,7 @@ def _first_subuid(user: str) -> int:
     raise AssertionError(f"no subuid range for {user}")
 
 
+@needs_root
 def test_reset_removes_files_owned_by_subuids(rootless: Any) -> None:
     graph, run = _roots(rootless)
     script = (
@@ -53,6 +55,7 @@ def test_reset_removes_files_owned_by_subuids(rootless: Any) -> None:
     assert graph.parent.exists() and run.parent.exists()
 
 
+@needs_root
 def test_reset_without_a_store_is_a_quiet_noop(as_each: Any) -> None:
     graph, run = _roots(as_each)
     assert not graph.exists() and not run.exists()
@@ -61,6 +64,7 @@ def test_reset_without_a_store_is_a_quiet_noop(as_each: Any) -> None:
     assert not graph.exists() and not run.exists()
 
 
+@needs_root
 def test_reset_refuses_without_force_when_stdin_is_not_a_tty(as_each: Any) -> None:
     graph, _run = _roots(as_each)
     as_each.ok("unshare", "true")  # creates the store directories
@@ -113,6 +117,7 @@ def _run_on_pty(runner: Any, args: List[str], answer: bytes) -> Tuple[int, str]:
         os.close(primary)
 
 
+@needs_root
 def test_reset_prompts_on_a_tty_and_honours_the_answer(rootful: Any) -> None:
     graph, _run = _roots(rootful)
     rootful.ok("unshare", "true")
@@ -126,6 +131,7 @@ def test_reset_prompts_on_a_tty_and_honours_the_answer(rootful: Any) -> None:
     assert not graph.exists()
 
 
+@needs_root
 def test_reset_unmounts_what_is_mounted_under_the_store(rootful: Any) -> None:
     graph, _run = _roots(rootful)
     target = graph / "overlay" / "abc" / "merged"
@@ -141,6 +147,7 @@ def test_reset_unmounts_what_is_mounted_under_the_store(rootful: Any) -> None:
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
+@needs_root
 def test_reset_stops_processes_of_running_containers(rootful: Any) -> None:
     graph, _run = _roots(rootful)
     sleeper = subprocess.Popen(["sleep", "120"])
@@ -168,6 +175,7 @@ def test_reset_stops_processes_of_running_containers(rootful: Any) -> None:
             proc.wait()
 
 
+@needs_root
 def test_rootless_reset_never_kills_other_users_processes(rootless: Any) -> None:
     graph, _run = _roots(rootless)
     foreign = subprocess.Popen(["sleep", "120"])  # root's, recorded as a "running" container
@@ -191,6 +199,7 @@ def test_rootless_reset_never_kills_other_users_processes(rootless: Any) -> None
         foreign.wait()
 
 
+@needs_root
 def test_reset_recovers_from_a_damaged_database(as_each: Any) -> None:
     graph, _run = _roots(as_each)
     script = 'printf "garbage, not sqlite" > "$PODPY_GRAPHROOT/podpy.db"'
@@ -198,3 +207,23 @@ def test_reset_recovers_from_a_damaged_database(as_each: Any) -> None:
     result = as_each.podpy("system", "reset", "--force")
     assert result.returncode == 0, result.stderr
     assert not graph.exists()
+
+
+def test_mountinfo_parsing_unescapes_and_orders_deepest_first(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /store rw - tmpfs tmpfs rw\n"
+        "41 40 0:51 / /store/over\\040lay/a/merged rw - overlay overlay rw,lowerdir=x\n"
+        "42 40 0:52 / /store/fuse rw,nosuid - fuse.fuse-overlayfs fuse-overlayfs rw\n"
+        "43 22 0:53 / /storefront rw - tmpfs tmpfs rw\n"
+        "44 22 0:54 / /run/podpy rw shared:5 master:2 - tmpfs tmpfs rw\n"
+    )
+    assert mounts_under(["/store", "/run/podpy/"], str(mountinfo)) == [
+        ("/store/over lay/a/merged", "overlay"),
+        ("/store/fuse", "fuse.fuse-overlayfs"),
+        ("/run/podpy", "tmpfs"),
+        ("/store", "tmpfs"),
+    ]
+    assert mounts_under(["/nothing"], str(mountinfo)) == []
+    assert mounts_under(["/store"], str(tmp_path / "missing")) == []
