@@ -125,16 +125,13 @@ class Monitor:
         self.attach_listener = sock
 
     def _make_stdio(self) -> List[int]:
-        """Create the container's stdio; returns the fds to hand to the container (0, 1, 2)."""
-        if self.tty:
-            import pty
+        """Create the container's stdio; returns the fds to hand to the container (0, 1, 2).
 
-            master, slave = pty.openpty()
-            self.pty_master = master
-            os.set_blocking(master, False)
-            self._apply_winsize(self.spec.get("console_size"))
-            self.outputs[master] = STREAM_STDOUT
-            return [slave, slave, slave]
+        With a terminal the runtime makes the pty and sends its master over the console
+        socket (see drivers), so there is nothing to create here.
+        """
+        if self.tty:
+            return []
         child_fds: List[int] = []
         if self.keep_stdin:
             r, w = os.pipe()
@@ -229,6 +226,10 @@ class Monitor:
         finally:
             for fd in set(stdio):
                 os.close(fd)
+        if self.tty:
+            self.pty_master = self.driver.console_master
+            self.outputs[self.pty_master] = STREAM_STDOUT
+            self._apply_winsize(self.spec.get("console_size"))
         self.driver.start()
         started = time.time()
         state = {"pid": self.container_pid, "monitor_pid": os.getpid(), "started_at": started}
@@ -310,7 +311,13 @@ class Monitor:
 
     def run(self) -> int:
         self._install_signals()
-        self.start()
+        try:
+            self.start()
+        except MonitorError as err:
+            self._report({"error": str(err), "exit_code": err.exit_code})
+            sys.stderr.write(f"Error: {err}\n")
+            self.finish(err.exit_code)
+            return err.exit_code
         self._raw_terminal()
         try:
             self._loop()
@@ -375,9 +382,12 @@ class Monitor:
                         del client_fds[fd]
                         self._drop_client(client)
 
-    def finish(self) -> int:
-        status = self.exit_status if self.exit_status is not None else 0
-        code = _exit_code_from_status(status)
+    def finish(self, failed_code: Optional[int] = None) -> int:
+        """Record the exit (or the start failure's code), release everything, run cleanup."""
+        if failed_code is not None:
+            code = failed_code
+        else:
+            code = _exit_code_from_status(self.exit_status or 0)
         finished = time.time()
         oom = False
         if self.driver is not None:
@@ -435,10 +445,4 @@ def main(argv: List[str]) -> int:
     from podpy import linux
 
     linux.set_child_subreaper()
-    monitor = Monitor(spec, sync_fd)
-    try:
-        return monitor.run()
-    except MonitorError as err:
-        monitor._report({"error": str(err), "exit_code": err.exit_code})
-        sys.stderr.write(f"Error: {err}\n")
-        return err.exit_code
+    return Monitor(spec, sync_fd).run()
