@@ -261,3 +261,16 @@ def test_doctor_refuses_other_user_without_root(rootless: Runner) -> None:
     result = rootless.podpy("doctor", "--user", "root")
     assert result.returncode == 125
     assert "needs root" in result.stderr and "sudo podpy doctor --user root" in result.stderr
+
+
+def test_info_storage_driver_from_storage_conf(rootful: Runner, tmp_path: Path) -> None:
+    conf = tmp_path / "storage.conf"
+    conf.write_text('[storage]\ndriver = "vfs"\n')
+    env = {"CONTAINERS_STORAGE_CONF": str(conf)}
+    fmt = "{{.Store.GraphDriverName}}|{{.Store.GraphDriverReason}}|{{.Store.ConfigFile}}"
+    out = rootful.ok("info", "--format", fmt, env=env).strip()
+    assert out == f"vfs|storage.conf driver=vfs|{conf}"
+    conf.write_text('[storage]\ndriver = "btrfs"\n')
+    bad = rootful.podpy("info", env=env)
+    assert bad.returncode == 125 and bad.stdout == ""
+    assert bad.stderr.splitlines()[0] == 'Error: storage driver "btrfs" is not supported by podpy'
