@@ -238,7 +238,7 @@ def doctor(
         None, "--format", "-f", help="Change the output format to JSON or a Go template"
     ),
 ) -> None:
-    """Check the rootless prerequisites and print the command that fixes each failure."""
+    """Check rootless prerequisites; print the fix for each failure."""
     from podpy.cli import engine
     from podpy.engine.system import doctor as engine_doctor
 
