@@ -1,0 +1,1 @@
+"""Image references, manifests, the registry client and pulling."""

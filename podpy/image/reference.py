@@ -1,0 +1,232 @@
+"""Image references: parse and normalise `[host[:port]/]path[:tag][@digest]` and expand short names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Iterable, List, Mapping, Optional
+
+from podpy.errors import PodpyError
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAINS = ("index.docker.io", "registry-1.docker.io")
+OFFICIAL_REPO_PREFIX = "library/"
+LOCAL_DOMAIN = "localhost"
+DEFAULT_TAG = "latest"
+NAME_TOTAL_MAX = 255
+
+# The grammar of github.com/distribution/reference (reference/regexp.go).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_TAG_RE = re.compile(rf"^{_TAG}$")
+_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+_SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HEX_ID_RE = re.compile(r"^[0-9a-f]{3,64}$")
+
+
+class ReferenceError(PodpyError):
+    """A string that is not a valid image reference."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference; `domain` is empty for a short name such as `busybox:1.36`."""
+
+    domain: str
+    path: str
+    tag: Optional[str] = None
+    digest: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        """`domain/path` (just `path` for a short name)."""
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def is_short(self) -> bool:
+        return not self.domain
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+    @property
+    def tagged_name(self) -> str:
+        """`name:tag`, the form stored as an image name (tag defaults to latest)."""
+        return f"{self.name}:{self.tag or DEFAULT_TAG}"
+
+    @property
+    def remote_reference(self) -> str:
+        """What a registry is asked for: the digest when pinned, else the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def with_tag(self, tag: Optional[str]) -> Reference:
+        return replace(self, tag=tag)
+
+    def with_default_tag(self) -> Reference:
+        """Add `latest` when neither a tag nor a digest was given, as podman does."""
+        if self.tag or self.digest:
+            return self
+        return replace(self, tag=DEFAULT_TAG)
+
+    def in_domain(self, domain: str) -> Reference:
+        """This short name qualified with `domain` (docker.io names gain `library/`)."""
+        path = self.path
+        if _is_docker_hub(domain) and "/" not in path:
+            path = OFFICIAL_REPO_PREFIX + path
+        return replace(self, domain=_canonical_domain(domain), path=path)
+
+
+def _is_docker_hub(domain: str) -> bool:
+    return domain == DEFAULT_DOMAIN or domain in LEGACY_DEFAULT_DOMAINS
+
+
+def _canonical_domain(domain: str) -> str:
+    return DEFAULT_DOMAIN if domain in LEGACY_DEFAULT_DOMAINS else domain
+
+
+def _looks_like_domain(component: str) -> bool:
+    """docker's rule: a first component is a host if it has '.' or ':' or is localhost."""
+    return (
+        "." in component
+        or ":" in component
+        or component == LOCAL_DOMAIN
+        or (component[:1] == "[" and component[-1:] == "]")
+    )
+
+
+def parse(text: str) -> Reference:
+    """Parse without qualifying: `busybox` stays short; `docker.io/busybox` gains `library/`."""
+    original = text
+    if not text:
+        raise ReferenceError("invalid reference format: empty image name")
+    if text != text.strip() or any(c.isspace() for c in text):
+        raise ReferenceError(f'invalid reference format "{original}": contains whitespace')
+    digest: Optional[str] = None
+    if "@" in text:
+        text, digest = text.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise ReferenceError(f'invalid reference format "{original}": bad digest "{digest}"')
+        algorithm, hex_part = digest.split(":", 1)
+        if algorithm == "sha256" and not _SHA256_RE.match(digest):
+            raise ReferenceError(
+                f'invalid reference format "{original}": a sha256 digest has 64 lower-case hex digits'
+            )
+    tag: Optional[str] = None
+    last_slash = text.rfind("/")
+    last_colon = text.rfind(":")
+    if last_colon > last_slash:
+        text, tag = text[:last_colon], text[last_colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise ReferenceError(f'invalid reference format "{original}": bad tag "{tag}"')
+    domain = ""
+    path = text
+    first, sep, rest = text.partition("/")
+    if sep and _looks_like_domain(first):
+        domain, path = first, rest
+        if not _DOMAIN_RE.match(domain):
+            raise ReferenceError(f'invalid reference format "{original}": bad registry "{domain}"')
+    if not path:
+        raise ReferenceError(f'invalid reference format "{original}": missing repository name')
+    if not _PATH_RE.match(path):
+        if _PATH_RE.match(path.lower()):
+            raise ReferenceError(
+                f'invalid reference format "{original}": repository name must be lowercase'
+            )
+        raise ReferenceError(
+            f'invalid reference format "{original}"',
+            hint="names are [host[:port]/]path[:tag][@sha256:digest] with lower-case path components",
+        )
+    if len(f"{domain}/{path}") > NAME_TOTAL_MAX:
+        raise ReferenceError(
+            f'invalid reference format "{original}": name longer than {NAME_TOTAL_MAX} characters'
+        )
+    ref = Reference(domain=domain, path=path, tag=tag, digest=digest)
+    return ref.in_domain(domain) if domain else ref
+
+
+def parse_qualified(text: str, default_domain: str = DEFAULT_DOMAIN) -> Reference:
+    """Parse and qualify like docker: short names live on docker.io (`library/` for one component)."""
+    ref = parse(text)
+    return ref.in_domain(default_domain) if ref.is_short else ref
+
+
+def parse_local_name(text: str) -> Reference:
+    """A name for a local image (tag, commit, import): short names go to `localhost/`."""
+    ref = parse(text)
+    if ref.digest:
+        raise ReferenceError(
+            f'invalid image name "{text}": a local name cannot carry a digest',
+            hint="give a name[:tag], for example localhost/myimage:v1",
+        )
+    if ref.is_short:
+        ref = ref.in_domain(LOCAL_DOMAIN)
+    return ref.with_default_tag()
+
+
+def is_id_like(text: str) -> bool:
+    """Could `text` be a (possibly shortened) image ID, optionally with a `sha256:` prefix?"""
+    if text.startswith("sha256:"):
+        text = text[len("sha256:") :]
+    return bool(_HEX_ID_RE.match(text))
+
+
+def is_full_digest(text: str) -> bool:
+    return bool(_SHA256_RE.match(text))
+
+
+def short_name_candidates(
+    ref: Reference,
+    search_registries: Iterable[str],
+    aliases: Optional[Mapping[str, str]] = None,
+) -> List[Reference]:
+    """Fully qualified candidates for a short name, in the order a pull tries them.
+
+    An alias (registries.conf `[aliases]`, keyed by the name without tag) wins outright.
+    Otherwise each unqualified-search registry is tried in order; with none configured,
+    docker.io is used, which is what a docker user expects of `alias docker=podpy`.
+    """
+    if not ref.is_short:
+        return [ref]
+    if aliases:
+        target = aliases.get(ref.path)
+        if target is not None:
+            aliased = parse_qualified(target)
+            return [replace(aliased, tag=ref.tag, digest=ref.digest)]
+    registries = [r for r in search_registries if r] or [DEFAULT_DOMAIN]
+    seen: List[Reference] = []
+    for registry in registries:
+        candidate = ref.in_domain(registry)
+        if candidate not in seen:
+            seen.append(candidate)
+    return seen
+
+
+def local_name_candidates(ref: Reference, search_registries: Iterable[str]) -> List[Reference]:
+    """Names a short name may have in local storage: `localhost/` first, then search registries."""
+    if not ref.is_short:
+        return [ref]
+    out = [ref.in_domain(LOCAL_DOMAIN)]
+    for registry in list(search_registries) + [DEFAULT_DOMAIN]:
+        candidate = ref.in_domain(registry)
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def split_name(full_name: str) -> tuple:
+    """`docker.io/library/busybox:latest` -> (`docker.io/library/busybox`, `latest`)."""
+    slash = full_name.rfind("/")
+    colon = full_name.rfind(":")
+    if colon > slash:
+        return full_name[:colon], full_name[colon + 1 :]
+    return full_name, ""

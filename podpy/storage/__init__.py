@@ -1,0 +1,1 @@
+"""Local storage: content-addressed blobs, unpacked layers, image records."""
