@@ -578,6 +578,20 @@ def _validate(config: Dict[str, Any], bundle: str) -> None:
         raise PodpyError(
             f"rootfs ({rootfs}) does not exist", hint="root.path must name a directory"
         )
+    overlay = (config.get("annotations") or {}).get("io.podpy.rootfs.overlay")
+    if overlay:
+        try:
+            layers = json.loads(overlay)
+            dirs = list(layers["lower"]) + [
+                d for d in (layers.get("upper"), layers.get("work")) if d
+            ]
+        except (ValueError, KeyError, TypeError) as err:
+            raise PodpyError(
+                f"config.json: invalid io.podpy.rootfs.overlay annotation: {err}"
+            ) from err
+        for directory in dirs:
+            if not os.path.isdir(directory):
+                raise PodpyError(f"rootfs overlay directory {directory} does not exist")
     process = config.get("process")
     if not isinstance(process, dict) or not process.get("args"):
         raise PodpyError("config.json: process.args must contain at least one argument")

@@ -145,6 +145,12 @@ def _prepare(ctx: InitContext) -> int:
         None,
         linux.MS_REC | (linux.MS_SLAVE if "slave" in propagation else linux.MS_PRIVATE),
     )
+    overlay = (config.get("annotations") or {}).get("io.podpy.rootfs.overlay")
+    if overlay:
+        layers = json.loads(overlay)
+        mnt.mount_overlay(
+            layers["lower"], layers.get("upper"), layers.get("work"), rootfs, ctx.in_userns
+        )
     # pivot_root needs the new root to be a mount point.
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
 

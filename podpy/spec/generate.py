@@ -19,6 +19,11 @@ DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 INIT_PATH = "/run/podpy-init"
 # Annotation that asks the built-in runtime to run its own reaping init as PID 1 (--init).
 INIT_ANNOTATION = "io.podpy.init"
+# Annotation (JSON {"lower": [...], "upper": DIR, "work": DIR}) asking the built-in runtime to
+# mount the rootfs overlay itself, inside the container's mount namespace: a rootless overlay
+# has to be mounted from inside the user namespace, and podpy keeps no namespace alive between
+# commands. External runtimes need the engine to mount it first.
+OVERLAY_ANNOTATION = "io.podpy.rootfs.overlay"
 
 MASKED_PATHS = [
     "/proc/acpi",
@@ -106,6 +111,7 @@ class RunOptions:
     rootless: Optional[bool] = None  # default: not running as root on the host
     umask: str = "0022"
     userns_mappings: Optional[Tuple[List[Dict[str, int]], List[Dict[str, int]]]] = None
+    rootfs_overlay: Optional[Dict[str, Any]] = None  # {"lower": [...], "upper": .., "work": ..}
 
 
 def parse_size(text: str) -> int:
@@ -561,6 +567,10 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     annotations = dict(opts.annotations)
     if opts.init:
         annotations[INIT_ANNOTATION] = "true"
+    if opts.rootfs_overlay:
+        import json
+
+        annotations[OVERLAY_ANNOTATION] = json.dumps(opts.rootfs_overlay, sort_keys=True)
     process: Dict[str, Any] = {
         "terminal": bool(opts.terminal),
         "user": {"uid": user.uid, "gid": user.gid, "umask": int(opts.umask, 8)},

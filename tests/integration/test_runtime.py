@@ -112,11 +112,22 @@ class Containers:
         self.runc_root = (runner.runtime_dir if self.rootless else base) / f"runc-{base.name}"
         self.cids: List[str] = []
 
-    def bundle(self, **overrides: Any) -> Path:
+    def bundle(self, overlay: bool = False, **overrides: Any) -> Path:
         cid = "t" + uuid.uuid4().hex[:12]
         bundle = self.base / cid
         rootfs = bundle / "rootfs"
-        build_rootfs(rootfs, self.probe)
+        if overlay:
+            # The image as a lower layer; the runtime mounts the overlay in the container's ns.
+            build_rootfs(bundle / "lower", self.probe)
+            for name in ("rootfs", "upper", "work"):
+                (bundle / name).mkdir()
+            overrides["rootfs_overlay"] = {
+                "lower": [str(bundle / "lower")],
+                "upper": str(bundle / "upper"),
+                "work": str(bundle / "work"),
+            }
+        else:
+            build_rootfs(rootfs, self.probe)
         options = RunOptions(
             container_id=cid,
             rootfs=str(rootfs),
@@ -418,3 +429,18 @@ def test_cgroup_v1_limits_as_root(rootful: Any, probe_binary: Path, runtime: str
     assert got["PIDS"] == "50"
     for controller in ("memory", "pids"):
         assert not os.path.exists(f"/sys/fs/cgroup/{controller}{cgroups_path}")
+
+
+def test_overlay_rootfs_mounted_inside_the_container_namespaces(containers: Containers) -> None:
+    script = "echo hi > /newfile; rm /bin/notexec; grep -c ' / / .* overlay ' /proc/self/mountinfo"
+    bundle = containers.bundle(overlay=True, command=["sh", "-c", script])
+    result = containers.run("podpy", bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    assert (bundle / "upper" / "newfile").read_text() == "hi\n"
+    assert not (bundle / "lower" / "newfile").exists()
+    assert (bundle / "lower" / "bin" / "notexec").exists()  # deleted only in the upper layer
+    assert os.path.lexists(bundle / "upper" / "bin" / "notexec")  # the whiteout
+    assert os.listdir(bundle / "rootfs") == []  # the overlay died with the mount namespace
+    with open("/proc/self/mountinfo") as f:
+        assert str(bundle) not in f.read()
