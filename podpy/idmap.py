@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
 
 
-@dataclass(frozen=True)
-class IdMapping:
+# NamedTuples rather than dataclasses: importing dataclasses (and inspect) costs ~15 ms, and
+# this module is imported on paths that must stay cheap.
+class IdMapping(NamedTuple):
     """One line of a uid_map/gid_map: ids container_id.. map to host_id.. for size ids."""
 
     container_id: int
@@ -26,8 +26,7 @@ class IdMapping:
         return f"{self.container_id} {self.host_id} {self.size}"
 
 
-@dataclass(frozen=True)
-class SubIdRange:
+class SubIdRange(NamedTuple):
     """A range of host ids delegated to a user: start, start+1, ..., start+count-1."""
 
     start: int
@@ -98,8 +97,7 @@ def current_user_name(uid: Optional[int] = None) -> str:
         return str(uid)
 
 
-@dataclass(frozen=True)
-class UserIdMaps:
+class UserIdMaps(NamedTuple):
     """Everything needed to set up a rootless user namespace for one user."""
 
     user: str

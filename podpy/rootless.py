@@ -20,8 +20,6 @@ Public API:
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -36,6 +34,8 @@ from podpy.idmap import (
 )
 
 if TYPE_CHECKING:
+    import signal
+
     from podpy.paths import Paths
 
 # A colon-separated list of directories that replaces the default helper search
@@ -46,17 +46,24 @@ HELPER_DIRS_ENV = "PODPY_HELPER_BINARIES_DIR"
 ROOTLESS_UID_ENV = "_PODPY_ROOTLESS_UID"
 DEFAULT_HELPER_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
 _PACKAGE_HINT = 'install the "uidmap" package (apt install uidmap / dnf install shadow-utils)'
-# Signals the waiting parent passes on to the namespace child.
+# Signals the waiting parent passes on to the namespace child (names: `signal` is imported
+# lazily, it pulls in enum).
 _FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGINT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGCONT,
-    signal.SIGWINCH,
+    "SIGTERM",
+    "SIGHUP",
+    "SIGQUIT",
+    "SIGINT",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGCONT",
+    "SIGWINCH",
 )
+
+
+def _forwarded_signals() -> List[int]:
+    import signal
+
+    return [getattr(signal, name) for name in _FORWARDED_SIGNALS]
 
 
 def needs_userns() -> bool:
@@ -106,6 +113,8 @@ def _write_proc(pid: int, name: str, content: str) -> None:
 
 
 def _run_newidmap(helper: str, pid: int, args: List[str]) -> None:
+    import subprocess
+
     tool = os.path.basename(helper)
     result = subprocess.run(
         [helper, str(pid), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -171,9 +180,11 @@ def _fork_holding_signals() -> Tuple[int, Set[signal.Signals]]:
     """fork() with the forwarded signals blocked in the parent until it can forward them
     (otherwise a SIGTERM arriving right after fork would kill only the parent). Returns
     (pid, the mask to restore); the child gets its mask back at once."""
+    import signal
+
     sys.stdout.flush()
     sys.stderr.flush()
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _forwarded_signals())
     try:
         pid = os.fork()
     except BaseException:
@@ -187,6 +198,8 @@ def _fork_holding_signals() -> Tuple[int, Set[signal.Signals]]:
 def _wait_forwarding_signals(pid: int, held: Set[signal.Signals]) -> int:
     """Wait for pid, passing on the signals this process receives (also those that arrived
     while they were held since the fork)."""
+    import signal
+
     # On a terminal, Ctrl-C/Ctrl-\ already reach the child (same foreground group).
     on_tty = os.isatty(0)
     previous: Dict[int, object] = {}
@@ -197,7 +210,7 @@ def _wait_forwarding_signals(pid: int, held: Set[signal.Signals]) -> int:
         except ProcessLookupError:
             pass
 
-    for sig in _FORWARDED_SIGNALS:
+    for sig in _forwarded_signals():
         try:
             if on_tty and sig in (signal.SIGINT, signal.SIGQUIT):
                 previous[sig] = signal.signal(sig, signal.SIG_IGN)
@@ -224,6 +237,8 @@ def _fork_into_userns(
     """Fork; in the child return pid 0 as root of a new, mapped user namespace; in the parent
     return the child's pid once the maps are written (or raise, with the child reaped),
     with the signal mask _wait_forwarding_signals must restore."""
+    import signal
+
     from podpy import linux
 
     to_parent_r, to_parent_w = os.pipe()
