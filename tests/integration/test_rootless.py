@@ -232,3 +232,19 @@ def test_python_api_run_in_userns_and_become_root(rootless: Any) -> None:
     )
     result = rootless.cmd([SYSTEM_PYTHON, "-I", "-c", code, str(rootless.pyz)], timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (4, "0 0 True\n", "")
+
+
+def test_podpy_inside_unshare_still_uses_the_users_store(rootless: Any) -> None:
+    """uid 0 inside the namespace must not switch podpy to the root store (/var/lib/podpy)."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from podpy.paths import resolve\n"
+        "p = resolve()\n"
+        "print(p.graph_root, p.run_root, p.rootless)\n"
+    )
+    out = rootless.ok("unshare", SYSTEM_PYTHON, "-I", "-c", code, str(rootless.pyz))
+    assert out.split() == [
+        str(rootless.home / ".local/share/podpy/storage"),
+        f"{rootless.runtime_dir}/podpy",
+        "True",
+    ]
