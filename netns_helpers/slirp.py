@@ -1,0 +1,455 @@
+"""Rootless networking with slirp4netns: launch it for a container's network namespace, wait
+until tap0 is configured, publish ports through its API socket, and stop it.
+
+Stdlib only (the monitor imports this module): slirp4netns configures tap0 itself
+(`--configure`), so no netlink code is needed here.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from netns_helpers.ports import bind_error, check_port_free
+from podpy.engine.network_opts import PortMapping
+from podpy.errors import MissingTool, PodpyError
+
+DEFAULT_MTU = 65520
+DEFAULT_CIDR = "10.0.2.0/24"
+TAP_NAME = "tap0"
+READY_TIMEOUT = 10.0
+API_TIMEOUT = 5.0
+# Offsets inside the slirp network (libslirp's fixed layout: .2 host/gateway, .3 DNS, .100 guest).
+GATEWAY_OFFSET, DNS_OFFSET, GUEST_OFFSET = 2, 3, 100
+IPV6_DNS = "fd00::3"
+STOP_GRACE = 1.0
+# Fds the child sees: slirp4netns is told these numbers on its command line.
+CHILD_READY_FD, CHILD_EXIT_FD = 3, 4
+
+
+class SlirpError(PodpyError):
+    """slirp4netns could not be started or refused a request."""
+
+
+def find_slirp4netns(binary: Optional[str] = None) -> str:
+    """Absolute path of slirp4netns, or MissingTool naming the package."""
+    path = binary or shutil.which("slirp4netns")
+    if not path or not os.access(path, os.X_OK):
+        raise MissingTool(
+            'slirp4netns not found: install the "slirp4netns" package',
+            hint="or use --network host / --network none, or --network pasta if passt is installed",
+        )
+    return path
+
+
+def _ipv4_to_int(text: str) -> int:
+    a, b, c, d = (int(x) for x in text.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _int_to_ipv4(value: int) -> str:
+    return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
+
+
+@dataclass
+class SlirpConfig:
+    """slirp4netns settings; built from NetworkSpec.options via from_options()."""
+
+    mtu: int = DEFAULT_MTU
+    allow_host_loopback: bool = False
+    enable_ipv6: bool = False
+    cidr: str = DEFAULT_CIDR
+    outbound_addr: Optional[str] = None
+    outbound_addr6: Optional[str] = None
+    mac_address: Optional[str] = None
+    enable_sandbox: bool = True
+    enable_seccomp: bool = True
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], mac_address: Optional[str] = None
+    ) -> SlirpConfig:
+        """From the `slirp4netns:...` options network_opts parsed (unknown keys ignored)."""
+        return cls(
+            mtu=int(options.get("mtu", DEFAULT_MTU)),
+            allow_host_loopback=bool(options.get("allow_host_loopback", False)),
+            enable_ipv6=bool(options.get("enable_ipv6", False)),
+            cidr=str(options.get("cidr", DEFAULT_CIDR)),
+            outbound_addr=options.get("outbound_addr"),
+            outbound_addr6=options.get("outbound_addr6"),
+            mac_address=mac_address,
+        )
+
+    def _address(self, offset: int) -> str:
+        network = self.cidr.split("/")[0]
+        return _int_to_ipv4(_ipv4_to_int(network) + offset)
+
+    @property
+    def guest_address(self) -> str:
+        """The container's address on tap0 (10.0.2.100 by default)."""
+        return self._address(GUEST_OFFSET)
+
+    @property
+    def gateway_address(self) -> str:
+        """The host as seen from the container (10.0.2.2); loopback only if allowed."""
+        return self._address(GATEWAY_OFFSET)
+
+    @property
+    def dns_address(self) -> str:
+        """slirp4netns's DNS forwarder (10.0.2.3)."""
+        return self._address(DNS_OFFSET)
+
+    def argv(
+        self,
+        binary: str,
+        target: Union[int, str],
+        api_socket: Optional[str],
+        userns_path: Optional[str] = None,
+    ) -> List[str]:
+        args = [binary, "--configure", f"--mtu={self.mtu}"]
+        if not self.allow_host_loopback:
+            args.append("--disable-host-loopback")
+        if self.enable_sandbox:
+            args.append("--enable-sandbox")
+        if self.enable_seccomp:
+            args.append("--enable-seccomp")
+        if self.enable_ipv6:
+            args.append("--enable-ipv6")
+        if self.cidr != DEFAULT_CIDR:
+            args.append(f"--cidr={self.cidr}")
+        if self.outbound_addr:
+            args.append(f"--outbound-addr={self.outbound_addr}")
+        if self.outbound_addr6:
+            args.append(f"--outbound-addr6={self.outbound_addr6}")
+        if self.mac_address:
+            args.append(f"--macaddress={self.mac_address}")
+        if api_socket:
+            args.append(f"--api-socket={api_socket}")
+        args += [f"--exit-fd={CHILD_EXIT_FD}", f"--ready-fd={CHILD_READY_FD}"]
+        if isinstance(target, str):
+            args.append("--netns-type=path")
+            if userns_path:
+                args.append(f"--userns-path={userns_path}")
+        elif userns_path:
+            args.append(f"--userns-path={userns_path}")
+        args += [str(target), TAP_NAME]
+        return args
+
+
+class SlirpProcess:
+    """A running slirp4netns; dies when stop() is called or when this process exits."""
+
+    def __init__(
+        self,
+        pid: int,
+        exit_fd: int,
+        api_socket: Optional[str],
+        config: SlirpConfig,
+        ready_seconds: float,
+        log_fd: int,
+    ):
+        self.pid = pid
+        self.exit_fd = exit_fd  # our write end: closing it tells slirp4netns to exit
+        self.api_socket = api_socket
+        self.config = config
+        self.ready_seconds = ready_seconds
+        self._log_fd = log_fd
+        self._reaped = False
+
+    def add_port_forward(
+        self, protocol: str, host_addr: str, host_port: int, guest_port: int
+    ) -> int:
+        if not self.api_socket:
+            raise SlirpError("slirp4netns was started without an API socket")
+        return add_port_forward(
+            self.api_socket,
+            protocol,
+            host_addr,
+            host_port,
+            guest_port,
+            guest_addr=self.config.guest_address,
+        )
+
+    def publish(self, ports: Sequence[PortMapping]) -> List[int]:
+        """Forward every mapping (host ports must be resolved: no 0); returns the forward ids."""
+        ids = []
+        for mapping in ports:
+            ids.append(
+                self.add_port_forward(
+                    mapping.protocol, mapping.host_ip, mapping.host_port, mapping.container_port
+                )
+            )
+        return ids
+
+    def alive(self) -> bool:
+        if self._reaped:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            # Someone else (the monitor's reaper) collected it.
+            self._reaped = True
+            return False
+        if pid == self.pid:
+            self._reaped = True
+            return False
+        return True
+
+    def _wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self) -> None:
+        """Close the exit fd (slirp4netns exits), escalate to SIGTERM/SIGKILL, reap, clean up."""
+        if self.exit_fd >= 0:
+            os.close(self.exit_fd)
+            self.exit_fd = -1
+        if not self._wait_gone(STOP_GRACE):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
+                if self._wait_gone(STOP_GRACE):
+                    break
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+        if self.api_socket:
+            try:
+                os.unlink(self.api_socket)
+            except OSError:
+                pass
+
+
+def _read_log(fd: int, limit: int = 4096) -> str:
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, limit, max(0, size - limit))
+    except OSError:
+        return ""
+    return data.decode(errors="replace")
+
+
+def _log_reason(text: str) -> str:
+    """The useful line of slirp4netns's output (it prints usage after a bad flag)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith("Usage:"):
+            break
+        if not line.startswith("WARNING:"):
+            return line
+    return lines[-1] if lines else "no output"
+
+
+def _open_log(log_path: Optional[str], scratch_dir: str) -> int:
+    if log_path:
+        return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        return os.open(scratch_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+
+
+def _exec_child(argv: List[str], ready_w: int, exit_r: int, log_fd: int, parent: int) -> None:
+    """In the forked child: arrange fds, tie our life to the parent's, exec. Never returns."""
+    try:
+        from podpy import linux
+
+        linux.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
+            os._exit(1)
+        # dup2 to the fixed numbers (clearing CLOEXEC), going through high fds first so
+        # a source that already sits on 3 or 4 is not clobbered.
+        high_ready = os.dup(ready_w)
+        high_exit = os.dup(exit_r)
+        high_log = os.dup(log_fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(high_log, 1)
+        os.dup2(high_log, 2)
+        os.dup2(high_ready, CHILD_READY_FD)
+        os.dup2(high_exit, CHILD_EXIT_FD)
+        os.closerange(CHILD_EXIT_FD + 1, 65536)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()  # keep a terminal's Ctrl-C away from it; the monitor decides when it ends
+        os.execv(argv[0], argv)
+    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+        pass
+    os._exit(127)
+
+
+def start_slirp4netns(
+    target: Union[int, str],
+    config: Optional[SlirpConfig] = None,
+    api_socket: Optional[str] = None,
+    *,
+    userns_path: Optional[str] = None,
+    log_path: Optional[str] = None,
+    timeout: float = READY_TIMEOUT,
+    binary: Optional[str] = None,
+) -> SlirpProcess:
+    """Start slirp4netns for `target` (a PID whose netns (and userns) it joins, or a netns
+    path; give `userns_path` with a path when running rootless) and wait until tap0 is up.
+
+    The returned process exits when our exit-fd closes: when stop() is called or this
+    process dies (PR_SET_PDEATHSIG backs that up).
+    """
+    config = config or SlirpConfig()
+    path = find_slirp4netns(binary)
+    argv = config.argv(path, target, api_socket, userns_path)
+    if api_socket:
+        try:
+            os.unlink(api_socket)  # a stale socket from a previous run makes slirp4netns fail
+        except FileNotFoundError:
+            pass
+    scratch = os.path.dirname(api_socket) if api_socket else "/tmp"
+    log_fd = _open_log(log_path, scratch or ".")
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    started = time.monotonic()
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (ready_r, ready_w, exit_r, exit_w, log_fd):
+            os.close(fd)
+        raise
+    if pid == 0:
+        _exec_child(argv, ready_w, exit_r, log_fd, parent)
+    os.close(ready_w)
+    os.close(exit_r)
+    process = SlirpProcess(pid, exit_w, api_socket, config, 0.0, log_fd)
+    try:
+        _wait_ready(ready_r, process, timeout)
+    except BaseException:
+        process.stop()
+        raise
+    finally:
+        os.close(ready_r)
+    process.ready_seconds = time.monotonic() - started
+    return process
+
+
+def _wait_ready(ready_r: int, process: SlirpProcess, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(ready_r, select.POLLIN | select.POLLHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SlirpError(
+                f"slirp4netns did not become ready within {timeout:g}s: "
+                f"{_log_reason(_read_log(process._log_fd))}"
+            )
+        try:
+            events = poller.poll(int(remaining * 1000) + 1)
+        except InterruptedError:
+            continue
+        if not events:
+            continue
+        try:
+            data = os.read(ready_r, 16)
+        except InterruptedError:
+            continue
+        if data:
+            return
+        # EOF without "1": slirp4netns exited (bad option, cannot join the namespace, ...).
+        process._wait_gone(STOP_GRACE)
+        raise SlirpError(f"slirp4netns failed: {_log_reason(_read_log(process._log_fd))}")
+
+
+# --- API socket ----------------------------------------------------------------------------------
+
+
+def api_request(
+    api_socket: str, request: Mapping[str, Any], timeout: float = API_TIMEOUT
+) -> Dict[str, Any]:
+    """One JSON request on slirp4netns's API socket; returns the decoded reply."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(api_socket)
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(socket.SHUT_WR)  # slirp4netns answers once it sees EOF
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as err:
+        raise SlirpError(f"slirp4netns API {api_socket}: {err.strerror or err}") from None
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        raise SlirpError(f"slirp4netns API {api_socket}: malformed reply") from None
+    return reply
+
+
+def add_port_forward(
+    api_socket: str,
+    protocol: str,
+    host_addr: str,
+    host_port: int,
+    guest_port: int,
+    guest_addr: str = "10.0.2.100",
+) -> int:
+    """Forward host_addr:host_port to the container (`add_hostfwd`); returns the forward id.
+
+    A host port slirp4netns cannot bind raises PortInUse naming it (slirp4netns only says
+    "slirp_add_hostfwd failed", so the port is probed to give the real reason).
+    """
+    if protocol not in ("tcp", "udp"):
+        raise SlirpError(
+            f"slirp4netns cannot forward {protocol} ports",
+            hint="publish tcp or udp ports, or use --network pasta",
+        )
+    host = host_addr or "0.0.0.0"
+    reply = api_request(
+        api_socket,
+        {
+            "execute": "add_hostfwd",
+            "arguments": {
+                "proto": protocol,
+                "host_addr": host,
+                "host_port": host_port,
+                "guest_addr": guest_addr,
+                "guest_port": guest_port,
+            },
+        },
+    )
+    if "return" in reply:
+        return int(reply["return"].get("id", 0))
+    desc = str((reply.get("error") or {}).get("desc", reply))
+
+    check_port_free(protocol, host_addr, host_port)  # raises PortInUse with the errno
+    raise bind_error(protocol, host_addr, host_port, OSError(errno.EADDRINUSE, desc))
+
+
+def list_port_forwards(api_socket: str) -> List[Dict[str, Any]]:
+    reply = api_request(api_socket, {"execute": "list_hostfwd"})
+    # slirp4netns 1.2 answers `{"entries": [...]}` without the usual "return" wrapper.
+    body = reply.get("return", reply)
+    return list(body.get("entries", []))
+
+
+def remove_port_forward(api_socket: str, forward_id: int) -> None:
+    reply = api_request(api_socket, {"execute": "remove_hostfwd", "arguments": {"id": forward_id}})
+    if "error" in reply:
+        raise SlirpError(f"slirp4netns: {reply['error'].get('desc', reply['error'])}")
