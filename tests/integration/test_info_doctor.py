@@ -230,25 +230,45 @@ def user_without_subids(rootless_session: Runner) -> Iterator[Runner]:
         shutil.rmtree(entry.pw_dir, ignore_errors=True)
 
 
+def taken_subids() -> List[range]:
+    """Every range handed out in /etc/subuid and /etc/subgid right now."""
+    taken = []
+    for path in ("/etc/subuid", "/etc/subgid"):
+        for line in Path(path).read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                taken.append(range(int(parts[1]), int(parts[1]) + int(parts[2])))
+    return taken
+
+
+def is_free(taken: List[range], start: int, end: int) -> bool:
+    return all(end < r.start or start >= r.stop for r in taken)
+
+
 def test_doctor_fails_without_subids(user_without_subids: Runner, rootful: Runner) -> None:
     user = user_without_subids.user
-    for result in (user_without_subids.podpy("doctor"), rootful.podpy("doctor", "--user", user)):
+    runs = (
+        lambda: user_without_subids.podpy("doctor"),
+        lambda: rootful.podpy("doctor", "--user", user),
+    )
+    for run in runs:
+        # Other test sessions may add or remove users meanwhile: doctor saw the files at
+        # some moment between these two snapshots.
+        before = taken_subids()
+        result = run()
+        after = taken_subids()
         assert result.returncode == 1, result.stdout + result.stderr
         lines = result.stdout.splitlines()
         assert any(line.startswith("FAIL subuids") for line in lines), result.stdout
+        assert any(line.startswith("FAIL subgids") for line in lines), result.stdout
         fixes = [line.strip() for line in lines if line.strip().startswith("fix: sudo usermod")]
         assert fixes and fixes[0].endswith(f" {user}")
         assert "--add-subuids " in fixes[0] and "--add-subgids " in fixes[0]
-        # the suggested range is really free in both files
         span = fixes[0].split("--add-subuids ")[1].split()[0]
         start, end = (int(x) for x in span.split("-"))
-        assert end - start + 1 == 65536
-        for path in ("/etc/subuid", "/etc/subgid"):
-            for line in Path(path).read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) == 3:
-                    taken = range(int(parts[1]), int(parts[1]) + int(parts[2]))
-                    assert end < taken.start or start >= taken.stop, line
+        assert end - start + 1 == 65536 and start >= 100000
+        assert fixes[0].count(f"{start}-{end}") == 2  # same free span for uids and gids
+        assert is_free(before, start, end) or is_free(after, start, end), fixes[0]
         assert "required check(s) failed" in result.stdout
     report = json.loads(user_without_subids.podpy("doctor", "--format", "json").stdout)
     assert report["ok"] is False
