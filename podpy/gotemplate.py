@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optio
 
 from podpy.errors import PodpyError
 
-__all__ = ["MISSING", "TemplateError", "go_str", "render", "to_jsonable"]
+__all__ = ["MISSING", "TemplateError", "go_str", "render", "sprintf", "to_jsonable"]
 
 
 class TemplateError(PodpyError):
@@ -506,8 +506,7 @@ class _Parser:
         return f'"{token.value}"' if token.kind not in ("string", "rawstring") else token.value
 
     def parse(self) -> List[_Node]:
-        nodes, stop = self.item_list(top_level=True)
-        return nodes
+        return self.item_list(top_level=True)[0]
 
     def item_list(self, top_level: bool = False) -> Tuple[List[_Node], _Token]:
         """Parse until {{end}}/{{else}} (returned as the stop token) or EOF at top level."""
@@ -1004,7 +1003,11 @@ def _pad(text: Any, prefix: Any, suffix: Any) -> str:
     text = _as_text(text)
     if not text:
         return text
-    return " " * int(prefix) + text + " " * int(suffix)
+    if not isinstance(prefix, int) or not isinstance(suffix, int):
+        raise _ExecFailure("wrong type for value; expected int")
+    if max(prefix, suffix) > _MAX_WIDTH:
+        raise _ExecFailure(f"padding larger than {_MAX_WIDTH}")
+    return " " * prefix + text + " " * suffix
 
 
 def _replace(text: Any, old: Any, new: Any) -> str:
@@ -1176,6 +1179,19 @@ def _format_one(
     return _pad_field(text, flags, width, numeric)
 
 
+_MAX_WIDTH = 1_000_000  # Go's fmt rejects larger widths and precisions (tooLarge)
+
+
+def _star_argument(args: Tuple[Any, ...], index: int) -> Optional[int]:
+    """The int a `*` width or precision takes from the arguments, or None when unusable."""
+    if index >= len(args):
+        return None
+    value = args[index]
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > _MAX_WIDTH:
+        return None
+    return value
+
+
 def sprintf(fmt: str, *args: Any) -> str:
     """Go's fmt.Sprintf for the verbs templates use: %s %d %v %q %f %e %g %x %X %o %b %c %t %T %%."""
     out: List[str] = []
@@ -1201,30 +1217,39 @@ def sprintf(fmt: str, *args: Any) -> str:
         width: Optional[int] = None
         if i < n and fmt[i] == "*":
             i += 1
-            if arg_index < len(args) and isinstance(args[arg_index], int):
-                width = args[arg_index]
-                if width < 0:
-                    flags, width = flags + "-", -width
+            width = _star_argument(args, arg_index)
             arg_index += 1
+            if width is None:
+                out.append("%!(BADWIDTH)")
+            elif width < 0:
+                flags, width = flags + "-", -width
         else:
             start = i
             while i < n and fmt[i].isdigit():
                 i += 1
             if i > start:
                 width = int(fmt[start:i])
+                if width > _MAX_WIDTH:
+                    out.append("%!(BADWIDTH)")
+                    width = None
         precision: Optional[int] = None
         if i < n and fmt[i] == ".":
             i += 1
             if i < n and fmt[i] == "*":
                 i += 1
-                if arg_index < len(args) and isinstance(args[arg_index], int):
-                    precision = args[arg_index]
+                precision = _star_argument(args, arg_index)
                 arg_index += 1
+                if precision is None or precision < 0:
+                    out.append("%!(BADPREC)")
+                    precision = None
             else:
                 start = i
                 while i < n and fmt[i].isdigit():
                     i += 1
                 precision = int(fmt[start:i]) if i > start else 0
+                if precision > _MAX_WIDTH:
+                    out.append("%!(BADPREC)")
+                    precision = None
         if i >= n:
             out.append("%!(NOVERB)")
             break
@@ -1319,7 +1344,7 @@ class _Executor:
             del self.vars[mark:]
 
     def range(self, dot: Any, node: _Branch, value: Any) -> None:
-        items: List[Tuple[Any, Any]]
+        items: Iterable[Tuple[Any, Any]]
         if value is None or value is MISSING:
             items = []
         elif isinstance(value, Mapping):
@@ -1329,19 +1354,17 @@ class _Executor:
         elif isinstance(value, int) and not isinstance(value, bool):
             if len(node.pipe.decl) > 1:
                 self.fail(node, "can't use range over integer with two variables")
-            items = [(i, i) for i in range(value)]
+            items = zip(range(value), range(value))  # lazy: `range 1000000` must not build a list
         elif isinstance(value, (set, frozenset)):
             items = list(enumerate(sorted(value, key=_sort_key)))
         elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             self.fail(node, f"range can't iterate over {go_str(value)}")
         else:
             items = list(enumerate(value))
-        if not items:
-            if node.else_body is not None:
-                self.walk(dot, node.else_body)
-            return
         mark = len(self.vars)
+        iterated = False
         for key, element in items:
+            iterated = True
             decl = node.pipe.decl
             if len(decl) == 1:
                 self.set_var(decl[0], element, node.pipe.is_assign)
@@ -1356,6 +1379,8 @@ class _Executor:
                 pass
             finally:
                 del self.vars[mark:]
+        if not iterated and node.else_body is not None:
+            self.walk(dot, node.else_body)
 
     def set_var(self, name: str, value: Any, is_assign: bool) -> None:
         if is_assign:

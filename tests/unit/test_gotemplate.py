@@ -203,6 +203,18 @@ def test_control_flow_details() -> None:
     assert render(multi_line, {"Mounts": mounts}) == "\n/a -> /b\n/c -> /d"
 
 
+def test_huge_widths_and_ranges_do_not_exhaust_memory() -> None:
+    assert render('{{printf "%*d|%.*f|%-*s|" "x" 1 2 3.14159 -4 "ab"}}', {}) == (
+        "%!(BADWIDTH)1|3.14|ab  |"
+    )
+    assert render('{{printf "%*d" 99999999999 1}}', {}) == "%!(BADWIDTH)1"
+    with pytest.raises(TemplateError, match="padding larger than"):
+        render('{{pad "x" 99999999999 0}}', {})
+    # range over an int is lazy, so a break ends it at once; zero iterations take the else.
+    template = "{{range 0}}x{{else}}empty{{end}}{{range 10000000000}}{{if eq . 2}}{{break}}{{end}}{{.}}{{end}}"
+    assert render(template, {}) == "empty01"
+
+
 def test_top_level_list_and_dot() -> None:
     rows = [{"Name": "a"}, {"Name": "b"}]
     assert render("{{range .}}{{.Name}}\n{{end}}", rows) == "a\nb\n"
