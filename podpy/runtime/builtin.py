@@ -28,6 +28,8 @@ from podpy.errors import (
 )
 
 OCI_VERSION = "1.0.2-dev"
+# Same value as podpy.spec.generate.INIT_ANNOTATION (not imported: keeps create lean).
+INIT_ANNOTATION = "io.podpy.init"
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 _START_TIMEOUT = 10.0
 
@@ -38,8 +40,6 @@ class RuntimeFailed(PodpyError):
 
 def default_root(env: Optional[Dict[str, str]] = None) -> str:
     """`$XDG_RUNTIME_DIR/podpy-oci` for rootless (also inside its user namespace), else /run/podpy-oci."""
-    from podpy.idmap import in_initial_userns
-
     env = dict(os.environ) if env is None else env
     if os.geteuid() == 0 and in_initial_userns():
         return "/run/podpy-oci"
@@ -47,6 +47,15 @@ def default_root(env: Optional[Dict[str, str]] = None) -> str:
     from podpy.rootless import rootless_uid
 
     return os.path.join(runtime_dir(env, rootless_uid()), "podpy-oci")
+
+
+def in_initial_userns() -> bool:
+    """Whether this process is outside any user namespace (cheaper than podpy.idmap's parser)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
 
 
 def _signal_number(sig: Any) -> int:
@@ -100,10 +109,7 @@ class BuiltinRuntime:
             raise NoSuchObject(f"container {cid} does not exist") from err
 
     def _save(self, state: Dict[str, Any]) -> None:
-        from podpy.atomic import write_atomic
-
-        path = os.path.join(self._dir(state["id"]), "state.json")
-        write_atomic(path, json.dumps(state).encode(), mode=0o600)
+        _write_replace(os.path.join(self._dir(state["id"]), "state.json"), json.dumps(state))
 
     def _status(self, state: Dict[str, Any]) -> str:
         pid = state.get("pid") or 0
@@ -168,8 +174,6 @@ class BuiltinRuntime:
         if config is None:
             config = _read_config(bundle)
         _validate(config, bundle)
-        from podpy.idmap import in_initial_userns
-
         in_userns = not in_initial_userns()
         if os.geteuid() != 0 and not _has_new_userns(config):
             raise PodpyError(
@@ -216,7 +220,6 @@ class BuiltinRuntime:
         from podpy import linux
         from podpy.runtime import cgroups
         from podpy.runtime import init as init_mod
-        from podpy.spec.generate import INIT_ANNOTATION
 
         state_dir = self._dir(cid)
         fifo = os.path.join(state_dir, "exec.fifo")
@@ -284,9 +287,7 @@ class BuiltinRuntime:
         state["start_time"] = _proc_start_time(init_pid)
         self._save(state)
         if pid_file:
-            from podpy.atomic import write_atomic
-
-            write_atomic(os.path.abspath(pid_file), str(init_pid).encode(), mode=0o644)
+            _write_replace(os.path.abspath(pid_file), str(init_pid), mode=0o644)
         return init_pid
 
     def _handshake(
@@ -525,6 +526,17 @@ class BuiltinRuntime:
 
 
 # --- module helpers ------------------------------------------------------------------------------
+
+
+def _write_replace(path: str, text: str, mode: int = 0o600) -> None:
+    """Atomic replace without fsync: runtime state lives on tmpfs and dies with a reboot anyway."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 class _InitError(Exception):

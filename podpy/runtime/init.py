@@ -17,7 +17,6 @@ import socket
 import stat
 import struct
 import termios
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from podpy import linux
@@ -45,21 +44,38 @@ class InitFailure(Exception):
         self.code = code
 
 
-@dataclass
 class InitContext:
-    config: Dict[str, Any]
-    bundle: str
-    sync: socket.socket
-    fifo_path: str
-    in_userns: bool
-    seccomp_program: Optional[List[Tuple[int, int, int, int]]] = None
-    seccomp_flags: int = 0
-    console: Optional[socket.socket] = None
-    stdio: Optional[Sequence[int]] = None
-    preserve_fds: int = 0
-    hooks_sync: bool = False
-    use_init: bool = False
-    host_cgroups: Dict[str, str] = field(default_factory=dict)
+    """Everything the forked init needs; built by the runtime before it forks."""
+
+    def __init__(
+        self,
+        config: Dict[str, Any],
+        bundle: str,
+        sync: socket.socket,
+        fifo_path: str,
+        in_userns: bool,
+        seccomp_program: Optional[List[Tuple[int, int, int, int]]] = None,
+        seccomp_flags: int = 0,
+        console: Optional[socket.socket] = None,
+        stdio: Optional[Sequence[int]] = None,
+        preserve_fds: int = 0,
+        hooks_sync: bool = False,
+        use_init: bool = False,
+        host_cgroups: Optional[Dict[str, str]] = None,
+    ):
+        self.config = config
+        self.bundle = bundle
+        self.sync = sync
+        self.fifo_path = fifo_path
+        self.in_userns = in_userns
+        self.seccomp_program = seccomp_program
+        self.seccomp_flags = seccomp_flags
+        self.console = console
+        self.stdio = stdio
+        self.preserve_fds = preserve_fds
+        self.hooks_sync = hooks_sync
+        self.use_init = use_init
+        self.host_cgroups = host_cgroups or {}
 
 
 def _send(sock: socket.socket, message: Dict[str, Any]) -> None:
