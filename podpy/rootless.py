@@ -11,6 +11,7 @@ Public API:
   exec_in_userns(argv, env)         -> int: run a program as namespace root, forwarding signals
   become_root_in_userns()           -> None: the rest of THIS program runs as namespace root
                                        (the original process only waits and exits with its code)
+  enter_userns_in_place()           -> None: this very process (same pid) becomes namespace root
   map_ids(pid, maps)                -> None: write the maps of a child that unshared by itself
   find_helper(name)                 -> str: path of newuidmap/newgidmap (or MissingTool)
   rootless_uid()                    -> int: the host uid of the user, also inside the namespace
@@ -403,6 +404,65 @@ def become_root_in_userns(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def enter_userns_in_place(
+    *, maps: Optional[UserIdMaps] = None, helper_dirs: Optional[Sequence[str]] = None
+) -> None:
+    """Move THIS process (same pid) into a new, mapped user namespace as its root.
+
+    The monitor needs this: its pid is what a shell or a systemd unit sees, so it cannot
+    fork the way become_root_in_userns does. A helper forked beforehand stays in the
+    initial namespace and runs newuidmap/newgidmap on us. Call while single-threaded.
+    No-op when already root.
+    """
+    if not needs_userns():
+        return
+    from podpy import linux
+
+    maps = _prepare_maps(maps, helper_dirs)
+    target = os.getpid()
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    helper = os.fork()
+    if helper == 0:
+        os.close(go_w)
+        os.close(done_r)
+        code = 1
+        try:
+            if os.read(go_r, 1) == b"G":
+                map_ids(target, maps, helper_dirs)
+                os.write(done_w, b"OK")
+                code = 0
+        except BaseException as err:  # report any failure to the waiting parent
+            message = getattr(err, "message", None) or str(err)
+            os.write(done_w, b"E" + message.encode(errors="replace")[:4000])
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    os.close(done_w)
+    try:
+        try:
+            linux.unshare(linux.CLONE_NEWUSER)
+        except OSError as err:
+            raise PodpyError(
+                f"cannot create a user namespace: {err}",
+                hint="enable unprivileged user namespaces "
+                "(sysctl user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1)",
+            ) from err
+        finally:
+            os.write(go_w, b"G")
+        reply = os.read(done_r, 4096)
+    finally:
+        os.close(go_w)
+        os.close(done_r)
+        os.waitpid(helper, 0)
+    if reply != b"OK":
+        raise PodpyError(reply[1:].decode(errors="replace") or "mapping the user namespace failed")
+    _become_root(maps.single_id)
+    os.environ[ROOTLESS_UID_ENV] = str(maps.uid)
 
 
 def unshare(paths: Paths, argv: Sequence[str], env: Optional[Mapping[str, str]] = None) -> int:
