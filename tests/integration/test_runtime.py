@@ -444,3 +444,58 @@ def test_overlay_rootfs_mounted_inside_the_container_namespaces(containers: Cont
     assert os.listdir(bundle / "rootfs") == []  # the overlay died with the mount namespace
     with open("/proc/self/mountinfo") as f:
         assert str(bundle) not in f.read()
+
+
+def test_terminal_via_console_socket(containers: Containers) -> None:
+    bundle = containers.bundle(
+        command=["sh", "-c", "tty; stty size; echo TERM=$TERM"], terminal=True
+    )
+
+    def size(config: Dict[str, Any]) -> None:
+        config["process"]["consoleSize"] = {"height": 33, "width": 101}
+
+    containers.edit(bundle, size)
+    sock_path = containers.base / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    os.chmod(sock_path, 0o777)
+    server.listen(1)
+    server.settimeout(60)
+    cid = "tty" + uuid.uuid4().hex[:8]
+    containers.cids.append(cid)
+    argv = containers.argv(
+        "podpy", "create", "--bundle", str(bundle), "--console-socket", str(sock_path), cid
+    )
+    creator = subprocess.Popen(
+        containers.runner._wrap(argv),
+        env=containers.runner.env(),
+        cwd=str(containers.runner.home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        conn, _ = server.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        assert creator.wait(timeout=60) == 0, creator.stderr.read()
+    finally:
+        server.close()
+        if creator.poll() is None:
+            creator.kill()
+    master = fds[0]
+    containers.runner.cmd(containers.argv("podpy", "start", cid), check=True)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO once the last slave fd is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    text = output.decode().replace("\r", "")
+    assert "/dev/pts/0" in text
+    assert "33 101" in text
+    assert "TERM=xterm" in text

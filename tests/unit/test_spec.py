@@ -241,3 +241,20 @@ def test_mount_option_parsing():
     assert parsed.flags == linux.MS_BIND | linux.MS_REC | linux.MS_RDONLY | linux.MS_NOSUID
     assert parsed.propagation == [linux.MS_SLAVE | linux.MS_REC]
     assert parsed.data == "mode=755,size=1m"
+
+
+def test_rootless_without_cgroup_delegation_warns_and_drops_limits(rootfs, capsys):
+    from podpy import log
+    from podpy.runtime import cgroups
+
+    log._seen_once.clear()
+    config = generate(IMAGE, options(rootfs, rootless=True, memory=64 << 20, pids_limit=10))
+    stderr = capsys.readouterr().err
+    if cgroups.can_manage(True):  # a delegated cgroup v2 subtree: limits are kept
+        assert config["linux"]["resources"]["pids"] == {"limit": 10}
+        assert cgroups.ROOTLESS_V1_WARNING not in stderr
+    else:
+        assert "resources" not in config["linux"] and "cgroupsPath" not in config["linux"]
+        assert stderr.count(cgroups.ROOTLESS_V1_WARNING) == 1
+        generate(IMAGE, options(rootfs, rootless=True, memory=64 << 20))
+        assert cgroups.ROOTLESS_V1_WARNING not in capsys.readouterr().err  # once only
