@@ -59,6 +59,15 @@ class Registry:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _die_with_parent() -> None:
+    """Runs in the registry child: SIGTERM it when pytest dies, even by SIGKILL (no teardown)."""
+    import signal
+
+    from podpy.linux import set_pdeathsig
+
+    set_pdeathsig(signal.SIGTERM)
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago (start_registry retries on a race)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -194,6 +203,7 @@ def start_registry(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
