@@ -7,7 +7,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from podpy.engine.network_opts import MODE_HOST, MODE_NONE, MODE_PASTA, MODE_SLIRP, NetworkSpec
 
 HOST_HOSTS = "/etc/hosts"
 HOST_RESOLV = "/etc/resolv.conf"
@@ -201,3 +203,79 @@ def host_primary_ip() -> Optional[str]:
         if not _is_loopback(address):
             return address
     return None
+
+
+# --- all three for a NetworkSpec -----------------------------------------------------------------
+
+
+def container_etc_files(
+    spec: NetworkSpec,
+    *,
+    hostname: str,
+    container_name: str = "",
+    container_ips: Sequence[str] = (),
+    host_hosts: Optional[str] = None,
+    host_resolv: Optional[str] = None,
+    host_ip: Optional[str] = None,
+) -> Dict[str, Optional[str]]:
+    """{"hosts", "resolv.conf", "hostname"} for a container with this network spec; a None
+    value means "do not provide the file" (resolv.conf with --network none, as podman).
+
+    For slirp4netns the container's address and DNS come from the spec's options; other
+    modes pass container_ips (bridge) or get 127.0.0.1. container:/ns: modes are the
+    caller's business (podman reuses the other container's files for container:).
+    """
+    host_hosts = read_host_hosts() if host_hosts is None else host_hosts
+    host_resolv = read_host_resolv() if host_resolv is None else host_resolv
+    host_ip = host_primary_ip() if host_ip is None else host_ip
+    host_network = spec.mode == MODE_HOST
+    ips = list(container_ips)
+    slirp_dns = None
+    ipv6 = bool(spec.options.get("enable_ipv6"))
+    if spec.mode == MODE_SLIRP:
+        from netns_helpers.slirp import IPV6_DNS, SlirpConfig
+
+        config = SlirpConfig.from_options(spec.options)
+        ips = ips or [config.guest_address]
+        slirp_dns = config.dns_address
+        dns_extra = [IPV6_DNS] if ipv6 else []
+    elif spec.mode == MODE_PASTA:
+        from netns_helpers.pasta import DNS_FORWARD
+
+        slirp_dns = DNS_FORWARD
+        ipv6 = True
+        dns_extra = []
+    else:
+        dns_extra = []
+    if spec.mode == MODE_PASTA and not ips:
+        ips = [host_ip] if host_ip else []  # pasta copies the host's address into the netns
+    resolv: Optional[str] = None
+    if spec.mode != MODE_NONE:
+        resolv = resolv_conf_content(
+            host_resolv=host_resolv,
+            dns_servers=spec.dns_servers,
+            dns_search=spec.dns_search,
+            dns_options=spec.dns_options,
+            slirp_dns=slirp_dns,
+            ipv6=ipv6,
+            host_network=host_network,
+        )
+        if dns_extra and not spec.dns_servers:
+            resolv = resolv.replace(
+                f"nameserver {slirp_dns}\n",
+                f"nameserver {slirp_dns}\n" + "".join(f"nameserver {s}\n" for s in dns_extra),
+                1,
+            )
+    return {
+        "hosts": hosts_content(
+            hostname=hostname,
+            container_name=container_name,
+            container_ips=ips,
+            host_ip=host_ip,
+            add_hosts=spec.add_hosts,
+            base_hosts=host_hosts,
+            host_network=host_network,
+        ),
+        "resolv.conf": resolv,
+        "hostname": hostname_content(hostname),
+    }

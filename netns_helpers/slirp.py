@@ -8,6 +8,7 @@ Stdlib only (the monitor imports this module): slirp4netns configures tap0 itsel
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import select
@@ -234,7 +235,7 @@ class SlirpProcess:
                 pass
 
 
-def _read_log(fd: int, limit: int = 4096) -> str:
+def read_log(fd: int, limit: int = 4096) -> str:
     try:
         size = os.fstat(fd).st_size
         data = os.pread(fd, limit, max(0, size - limit))
@@ -243,7 +244,7 @@ def _read_log(fd: int, limit: int = 4096) -> str:
     return data.decode(errors="replace")
 
 
-def _log_reason(text: str) -> str:
+def log_reason(text: str) -> str:
     """The useful line of slirp4netns's output (it prints usage after a bad flag)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in lines:
@@ -254,16 +255,7 @@ def _log_reason(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _open_log(log_path: Optional[str], scratch_dir: str) -> int:
-    if log_path:
-        return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        return os.open(scratch_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-
-
-def _exec_child(argv: List[str], ready_w: int, exit_r: int, log_fd: int, parent: int) -> None:
+def _exec_child(argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent: int) -> None:
     """In the forked child: arrange fds, tie our life to the parent's, exec. Never returns."""
     try:
         from podpy import linux
@@ -271,18 +263,20 @@ def _exec_child(argv: List[str], ready_w: int, exit_r: int, log_fd: int, parent:
         linux.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
             os._exit(1)
-        # dup2 to the fixed numbers (clearing CLOEXEC), going through high fds first so
-        # a source that already sits on 3 or 4 is not clobbered.
-        high_ready = os.dup(ready_w)
-        high_exit = os.dup(exit_r)
-        high_log = os.dup(log_fd)
+        # Duplicate every source above the targets first (clearing CLOEXEC), so a source
+        # that already sits on a target number is not clobbered by an earlier dup2.
+        floor = max(list(fd_map) + [2]) + 1
+        high = {
+            target: fcntl.fcntl(source, fcntl.F_DUPFD, floor) for target, source in fd_map.items()
+        }
+        high_log = fcntl.fcntl(log_fd, fcntl.F_DUPFD, floor)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(high_log, 1)
         os.dup2(high_log, 2)
-        os.dup2(high_ready, CHILD_READY_FD)
-        os.dup2(high_exit, CHILD_EXIT_FD)
-        os.closerange(CHILD_EXIT_FD + 1, 65536)
+        for target, source in high.items():
+            os.dup2(source, target)
+        os.closerange(floor, 65536)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         os.setsid()  # keep a terminal's Ctrl-C away from it; the monitor decides when it ends
@@ -290,6 +284,26 @@ def _exec_child(argv: List[str], ready_w: int, exit_r: int, log_fd: int, parent:
     except BaseException:  # noqa: BLE001 - nothing may escape a forked child
         pass
     os._exit(127)
+
+
+def spawn_tied(argv: List[str], fd_map: Mapping[int, int], log_fd: int) -> int:
+    """fork+exec `argv` with stdout/stderr on log_fd and `fd_map` {child fd: our fd}; the
+    child gets SIGKILL when this process dies. Returns its pid (our child: reap it)."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _exec_child(argv, fd_map, log_fd, parent)
+    return pid
+
+
+def open_log(log_path: Optional[str], scratch_dir: str) -> int:
+    """A file for a helper's output: log_path, or an anonymous file in scratch_dir."""
+    if log_path:
+        return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        return os.open(scratch_dir or ".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
 
 
 def start_slirp4netns(
@@ -317,19 +331,16 @@ def start_slirp4netns(
         except FileNotFoundError:
             pass
     scratch = os.path.dirname(api_socket) if api_socket else "/tmp"
-    log_fd = _open_log(log_path, scratch or ".")
+    log_fd = open_log(log_path, scratch)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
     started = time.monotonic()
-    parent = os.getpid()
     try:
-        pid = os.fork()
+        pid = spawn_tied(argv, {CHILD_READY_FD: ready_w, CHILD_EXIT_FD: exit_r}, log_fd)
     except OSError:
         for fd in (ready_r, ready_w, exit_r, exit_w, log_fd):
             os.close(fd)
         raise
-    if pid == 0:
-        _exec_child(argv, ready_w, exit_r, log_fd, parent)
     os.close(ready_w)
     os.close(exit_r)
     process = SlirpProcess(pid, exit_w, api_socket, config, 0.0, log_fd)
@@ -353,7 +364,7 @@ def _wait_ready(ready_r: int, process: SlirpProcess, timeout: float) -> None:
         if remaining <= 0:
             raise SlirpError(
                 f"slirp4netns did not become ready within {timeout:g}s: "
-                f"{_log_reason(_read_log(process._log_fd))}"
+                f"{log_reason(read_log(process._log_fd))}"
             )
         try:
             events = poller.poll(int(remaining * 1000) + 1)
@@ -369,7 +380,7 @@ def _wait_ready(ready_r: int, process: SlirpProcess, timeout: float) -> None:
             return
         # EOF without "1": slirp4netns exited (bad option, cannot join the namespace, ...).
         process._wait_gone(STOP_GRACE)
-        raise SlirpError(f"slirp4netns failed: {_log_reason(_read_log(process._log_fd))}")
+        raise SlirpError(f"slirp4netns failed: {log_reason(read_log(process._log_fd))}")
 
 
 # --- API socket ----------------------------------------------------------------------------------
