@@ -1,0 +1,295 @@
+"""Port and network flag parsing (podman's messages for bad input) and host port checks."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from netns_helpers import ports
+from podpy.engine.network_opts import (
+    PORTS_DISCARDED_WARNING,
+    NetworkOptionError,
+    NetworkSpec,
+    PortMapping,
+    parse_add_host,
+    parse_mac_address,
+    parse_network,
+    parse_network_spec,
+    parse_publish,
+    publish_all,
+)
+
+
+def triples(value: str) -> List[Tuple[str, int, int, str]]:
+    return [(m.host_ip, m.host_port, m.container_port, m.protocol) for m in parse_publish(value)]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("80", [("", 0, 80, "tcp")]),
+        ("8080:80", [("", 8080, 80, "tcp")]),
+        ("8080:80/udp", [("", 8080, 80, "udp")]),
+        ("8080:80/UDP", [("", 8080, 80, "udp")]),
+        ("127.0.0.1:8080:80", [("127.0.0.1", 8080, 80, "tcp")]),
+        ("127.0.0.1::80", [("127.0.0.1", 0, 80, "tcp")]),
+        ("0.0.0.0:8080:80", [("", 8080, 80, "tcp")]),
+        (":80", [("", 0, 80, "tcp")]),
+        ("[::1]:8080:80", [("::1", 8080, 80, "tcp")]),
+        ("[::1]::80", [("::1", 0, 80, "tcp")]),
+        ("8080-8082:80-82", [("", 8080, 80, "tcp"), ("", 8081, 81, "tcp"), ("", 8082, 82, "tcp")]),
+        ("80-81", [("", 0, 80, "tcp"), ("", 0, 81, "tcp")]),
+        ("53:53/tcp,udp", [("", 53, 53, "tcp"), ("", 53, 53, "udp")]),
+        ("+80", [("", 0, 80, "tcp")]),  # Go's Atoi takes a sign
+    ],
+)
+def test_publish_forms(value: str, expected: List[Tuple[str, int, int, str]]) -> None:
+    assert triples(value) == expected
+
+
+# Messages checked against podman 4.3.1 on this machine (`podman run -p VALUE ...`).
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("abc", 'parsing container port: invalid port number: strconv.Atoi: parsing "abc": invalid syntax'),
+        ("8_0", 'parsing container port: invalid port number: strconv.Atoi: parsing "8_0": invalid syntax'),
+        ("80/tcp/udp", "invalid port format - protocol can only be specified once"),
+        ("80/xyz", 'unrecognized protocol "xyz" in port mapping'),
+        ("0", "parsing container port: port numbers must be between 1 and 65535 (inclusive), got 0"),
+        ("70000", "parsing container port: port numbers must be between 1 and 65535 (inclusive), got 70000"),
+        ("8080-8079:80", "parsing host port: the end port of a range must be higher than the start port - 8079 is not higher than 8080"),
+        ("8080-8082:80-81", "host and container port ranges have different lengths: 3 vs 2"),
+        ("1:2:3:4", "invalid port format - format is [[hostIP:]hostPort:]containerPort"),
+        ("[::1]:80", "invalid port format - must provide host and destination port if specifying an IP"),
+        ("::80", "must provide a non-empty container host IP to publish"),
+        ("80/", "must provide a non-empty protocol to publish"),
+        ("-80", "parsing container port: port numbers cannot be negative"),
+        ("80-", "parsing container port: must provide ending number for port range"),
+        ("1.2.3:80:80", 'cannot parse "1.2.3" as an IP address'),
+        ("[::1:80", "invalid port format - format is [[hostIP:]hostPort:]containerPort"),
+        ("8080:", "must provide a non-empty container port to publish"),
+        ("::1]:80:80", "invalid port format - IPv6 addresses must be enclosed by []"),
+        ("[::1]80", "invalid port format - IPv6 address must be followed by a colon (':')"),
+        ("1-2-3", "parsing container port: invalid port format - port ranges are formatted as startPort-stopPort"),
+    ],
+)  # fmt: skip
+def test_publish_errors_match_podman(value: str, message: str) -> None:
+    with pytest.raises(NetworkOptionError) as info:
+        parse_publish(value)
+    assert info.value.message == message
+    assert info.value.hint and "-p" in info.value.hint
+    assert "\n" not in info.value.message
+
+
+def test_publish_all_takes_exposed_ports_not_already_published() -> None:
+    explicit = parse_publish("8080:80")
+    added = publish_all(["80/tcp", "53/udp", "9000-9001", "443"], explicit)
+    assert [(m.host_port, m.container_port, m.protocol) for m in added] == [
+        (0, 53, "udp"),
+        (0, 9000, "tcp"),
+        (0, 9001, "tcp"),
+        (0, 443, "tcp"),
+    ]
+
+
+def test_publish_all_rejects_a_bad_exposed_port() -> None:
+    with pytest.raises(NetworkOptionError, match="invalid exposed port"):
+        publish_all(["http/tcp"])
+
+
+def test_conflicting_host_ports_are_refused() -> None:
+    with pytest.raises(
+        NetworkOptionError, match=r"conflicting port mappings for host port 8080 \(protocol tcp\)"
+    ):
+        parse_network_spec(None, rootless=True, publish=["8080:80", "8080:81"])
+    with pytest.raises(NetworkOptionError, match="host port 8080"):
+        parse_network_spec(None, rootless=True, publish=["127.0.0.1:8080:80", "8080:81"])
+    # Same port on different protocols or distinct addresses is fine.
+    spec = parse_network_spec(
+        None,
+        rootless=True,
+        publish=["8080:80", "8080:80/udp", "127.0.0.1:9090:1", "127.0.0.2:9090:2"],
+    )
+    assert len(spec.ports) == 4
+
+
+@pytest.mark.parametrize(
+    "value, rootless, mode, options, networks",
+    [
+        (None, True, "slirp4netns", {}, []),
+        (None, False, "bridge", {}, ["podman"]),
+        ("private", True, "slirp4netns", {}, []),
+        ("private", False, "bridge", {}, ["podman"]),
+        ("none", True, "none", {}, []),
+        ("host", True, "host", {}, []),
+        ("container:web", True, "container", {"target": "web"}, []),
+        ("ns:/run/netns/x", True, "ns", {"path": "/run/netns/x"}, []),
+        ("pasta", True, "pasta", {"args": []}, []),
+        ("pasta:-4,--mtu,1500", True, "pasta", {"args": ["-4", "--mtu", "1500"]}, []),
+        ("mynet", True, "bridge", {}, ["mynet"]),
+        ("a,b", False, "bridge", {}, ["a", "b"]),
+        ("mynet:ip=10.89.0.5,alias=db", True, "bridge", {"ip": "10.89.0.5", "aliases": ["db"]}, ["mynet"]),
+        (
+            "slirp4netns:allow_host_loopback=true,mtu=1500,port_handler=slirp4netns,enable_ipv6=false,"
+            "cidr=10.5.0.0/24,outbound_addr=192.0.2.9",
+            True,
+            "slirp4netns",
+            {
+                "allow_host_loopback": True,
+                "mtu": 1500,
+                "port_handler": "slirp4netns",
+                "enable_ipv6": False,
+                "cidr": "10.5.0.0/24",
+                "outbound_addr": "192.0.2.9",
+            },
+            [],
+        ),
+    ],
+)  # fmt: skip
+def test_network_modes(value, rootless, mode, options, networks) -> None:
+    assert parse_network(value, rootless) == (mode, options, networks)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("slirp4netns:foo=bar", 'unknown option for slirp4netns: "foo=bar"'),
+        ("slirp4netns:mtu=abc", 'invalid mtu "abc"'),
+        ("slirp4netns:mtu=0", 'invalid mtu "0"'),
+        ("slirp4netns:mtu=70000", 'invalid mtu "70000"'),
+        ("slirp4netns:allow_host_loopback=maybe", 'invalid value of allow_host_loopback for slirp4netns: "maybe"'),
+        ("slirp4netns:enable_ipv6=foo", 'invalid value of enable_ipv6 for slirp4netns: "foo"'),
+        ("slirp4netns:cidr=bad", 'invalid cidr "bad"'),
+        ("slirp4netns:cidr=10.0.3.0/16", 'invalid cidr "10.0.3.0/16"'),
+        ("slirp4netns:outbound_addr=bad", 'invalid outbound_addr "bad"'),
+        ("slirp4netns:outbound_addr6=x", 'invalid outbound_addr6: "x"'),
+        ("slirp4netns:port_handler=foo", 'unknown port_handler for slirp4netns: "foo"'),
+        ("container:", "invalid config provided: namespace mode container requires a value"),
+        ("ns:", "invalid config provided: namespace mode path requires a value"),
+        ("host:foo", "invalid option for network host: unknown bridge network option: foo"),
+        ("none:x", "invalid option for network none: unknown bridge network option: x"),
+    ],
+)  # fmt: skip
+def test_network_errors_match_podman(value: str, message: str) -> None:
+    with pytest.raises(NetworkOptionError) as info:
+        parse_network(value, True)
+    assert info.value.message == message
+
+
+def test_add_host_dns_and_mac_validation() -> None:
+    assert parse_add_host("foo:1.2.3.4") == ("foo", "1.2.3.4")
+    assert parse_add_host("foo:::1") == ("foo", "::1")
+    for bad, message in [
+        ("foo", 'bad format for add-host: "foo"'),
+        (":1.2.3.4", 'bad format for add-host: ":1.2.3.4"'),
+        ("foo:bar", 'invalid IP address in add-host: "bar"'),
+        ("x:[::1]", 'invalid IP address in add-host: "[::1]"'),
+    ]:
+        with pytest.raises(NetworkOptionError) as info:
+            parse_add_host(bad)
+        assert info.value.message == message
+    with pytest.raises(NetworkOptionError, match="^bogus is not an ip address$"):
+        parse_network_spec(None, rootless=True, dns=["bogus"])
+    assert parse_mac_address("92:D0:C6:0A:29:33") == "92:d0:c6:0a:29:33"
+    with pytest.raises(NetworkOptionError, match="address bogus: invalid MAC address"):
+        parse_mac_address("bogus")
+    with pytest.raises(NetworkOptionError, match="multicast"):
+        parse_mac_address("01:02:03:04:05:06")
+
+
+def test_flags_that_conflict_with_the_mode() -> None:
+    with pytest.raises(
+        NetworkOptionError, match="conflicting options: dns and the network mode: none"
+    ):
+        parse_network_spec("none", rootless=True, dns=["1.1.1.1"])
+    with pytest.raises(
+        NetworkOptionError, match="static ip/mac address can only be used with Bridge"
+    ):
+        parse_network_spec("host", rootless=True, mac_address="92:d0:c6:0a:29:33")
+    spec = parse_network_spec("host", rootless=True, publish=["8080:80"])
+    assert spec.ports == [] and spec.warnings == [PORTS_DISCARDED_WARNING]
+
+
+def test_network_spec_round_trips_through_json() -> None:
+    spec = parse_network_spec(
+        "slirp4netns:allow_host_loopback=true",
+        rootless=True,
+        publish=["127.0.0.1:8080:80", "53/udp"],
+        publish_all_ports=True,
+        exposed=["443/tcp"],
+        add_hosts=["db:10.0.0.5"],
+        dns=["9.9.9.9"],
+        dns_search=["example.com"],
+        dns_options=["ndots:2"],
+        mac_address="92:d0:c6:0a:29:33",
+    )
+    data = json.loads(json.dumps(spec.to_dict()))
+    again = NetworkSpec.from_dict(data)
+    assert again == spec
+    assert again.ports[0] == PortMapping("127.0.0.1", 8080, 80, "tcp")
+    assert str(again.ports[0]) == "80/tcp -> 127.0.0.1:8080"
+    assert again.add_hosts == [("db", "10.0.0.5")]
+
+
+# --- host port checks ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listening_tcp() -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_taken_tcp_port_gives_podmans_one_line_error(listening_tcp: int) -> None:
+    with pytest.raises(ports.PortInUse) as info:
+        ports.check_port_free("tcp", "", listening_tcp, rootless=True)
+    assert info.value.message == (
+        f"rootlessport listen tcp 0.0.0.0:{listening_tcp}: bind: address already in use"
+    )
+    assert info.value.port == listening_tcp and str(listening_tcp) in (info.value.hint or "")
+    with pytest.raises(ports.PortInUse, match=r"^listen tcp 0\.0\.0\.0:\d+: bind"):
+        ports.check_port_free("tcp", "", listening_tcp, rootless=False)
+
+
+def test_taken_udp_port_is_detected() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", 0))
+    port = sock.getsockname()[1]
+    try:
+        with pytest.raises(
+            ports.PortInUse, match=f"listen udp 0.0.0.0:{port}: bind: address already in use"
+        ):
+            ports.check_port_free("udp", "", port)
+        ports.check_port_free("tcp", "", port)  # the other protocol is still free
+    finally:
+        sock.close()
+
+
+def test_foreign_address_is_reported() -> None:
+    with pytest.raises(ports.PortInUse, match="cannot assign requested address"):
+        ports.check_port_free("tcp", "192.0.2.254", 8080, rootless=True)
+
+
+def test_resolve_host_ports_picks_distinct_free_ports(listening_tcp: int) -> None:
+    wanted = parse_publish("80-83") + parse_publish("53/udp")
+    resolved = ports.resolve_host_ports(wanted)
+    host_ports = [m.host_port for m in resolved]
+    assert all(p > 0 for p in host_ports)
+    assert len(set(host_ports[:4])) == 4 and listening_tcp not in host_ports
+    assert [m.container_port for m in resolved] == [80, 81, 82, 83, 53]
+    for mapping in resolved:  # each picked port really is bindable now
+        ports.check_port_free(mapping.protocol, mapping.host_ip, mapping.host_port)
+    with pytest.raises(ports.PortInUse, match=str(listening_tcp)):
+        ports.resolve_host_ports(parse_publish(f"{listening_tcp}:80"))
+
+
+def test_in_user_namespace_reads_uid_map() -> None:
+    with open("/proc/self/uid_map") as f:
+        initial = f.read().split()[:3] == ["0", "0", "4294967295"]
+    assert ports.in_user_namespace() is (not initial)
