@@ -14,7 +14,8 @@ _IMAGES_DIGEST_FORMAT = (
     "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
 )
 _HISTORY_FORMAT = "table {{.ID}}\t{{.Created}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "CreatedBy": "CREATED BY"}
+_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY"}
+_HISTORY_HEADERS = {"CreatedBy": "CREATED BY"}
 
 
 def _parse_bool(value: Optional[str], flag: str) -> Optional[bool]:
@@ -232,7 +233,8 @@ def images(
                 seen.append(shown)
         sys.stdout.write("".join(s + "\n" for s in seen))
         return
-    rows = image_engine.image_rows(eng, found, no_trunc)
+    patterns = image_engine.reference_patterns(all_filters)
+    rows = image_engine.image_rows(eng, found, no_trunc, patterns)
     keys = {
         "created": None,
         "id": lambda r: r.Id,
@@ -380,7 +382,7 @@ def history(
         keys = ("id", "created", "createdBy", "size", "comment", "tags")
         emit_list([{k: r[k] for k in keys} for r in rows], "json", "json")
         return
-    emit_list(rows, fmt, _HISTORY_FORMAT, headers=_HEADERS)
+    emit_list(rows, fmt, _HISTORY_FORMAT, headers=_HISTORY_HEADERS)
 
 
 def prune(

@@ -117,18 +117,24 @@ def _truthy(value: str, key: str) -> bool:
     raise PodpyError(f'invalid filter value "{value}" for {key}: use true or false')
 
 
+def name_matches(pattern: str, name: str) -> bool:
+    """Does `name` (repo:tag) match a reference filter such as `busybox`, `*/app:v*`?"""
+    repo, tag = refs.split_name(name)
+    candidates = [name, repo]
+    # The familiar short forms match too (busybox, library/busybox:latest).
+    parts = repo.split("/")
+    for i in range(1, len(parts)):
+        short = "/".join(parts[i:])
+        candidates += [short, f"{short}:{tag}"]
+    return any(fnmatch.fnmatchcase(c, pattern) for c in candidates)
+
+
 def _reference_matches(pattern: str, image: ImageRecord) -> bool:
-    for name in image.names:
-        repo, tag = refs.split_name(name)
-        candidates = [name, repo]
-        # podman also matches the familiar short forms (busybox, library/busybox:latest)
-        parts = repo.split("/")
-        for i in range(1, len(parts)):
-            short = "/".join(parts[i:])
-            candidates += [short, f"{short}:{tag}"]
-        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
-            return True
-    return False
+    return any(name_matches(pattern, name) for name in image.names)
+
+
+def reference_patterns(filters: Sequence[str]) -> List[str]:
+    return [v for k, v in _parse_filters(filters) if k == "reference"]
 
 
 def _matches(image: ImageRecord, filters: List[Tuple[str, str]], st: ImageStore) -> bool:
@@ -183,8 +189,12 @@ def list_images(
 
 
 def image_rows(
-    eng: Engine, images: Sequence[ImageRecord], no_trunc: bool = False
+    eng: Engine,
+    images: Sequence[ImageRecord],
+    no_trunc: bool = False,
+    reference_filters: Sequence[str] = (),
 ) -> List[ImageRow]:
+    """Table rows; with reference filters only the matching names get a row (as docker)."""
     from podpy.cli._output import format_ago, format_size
 
     st = store(eng)
@@ -192,6 +202,8 @@ def image_rows(
     for image in images:
         containers = len(st.containers_using(image.id))
         names = image.names or [""]
+        if reference_filters and image.names:
+            names = [n for n in names if any(name_matches(p, n) for p in reference_filters)]
         for name in names:
             if name:
                 repo, tag = refs.split_name(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import BinaryIO, Callable, Iterator, Optional, Tuple
+from typing import BinaryIO, Callable, Iterator, List, Optional, Tuple
 
 from podpy.errors import PodpyError
 from podpy.image.manifest import DigestMismatch, new_hasher, validate_digest
@@ -162,8 +162,9 @@ class BlobStore:
                         if progress and written:
                             progress(-written)
                         written = 0
+                    counter = [written]
                     try:
-                        written = self._copy(stream, out, hasher, written, size, digest, progress)
+                        self._copy(stream, out, hasher, counter, size, digest, progress)
                     except (TransientFetchError, OSError) as err:
                         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                             raise
@@ -172,6 +173,8 @@ class BlobStore:
                             raise _gave_up(digest, err) from err
                         continue
                     finally:
+                        # What reached the file (and the hash) before a break is kept.
+                        written = counter[0]
                         _close_quietly(stream)
                     if size is not None and written < size:
                         failures += 1
@@ -200,24 +203,26 @@ class BlobStore:
         stream: BinaryIO,
         out: BinaryIO,
         hasher,
-        written: int,
+        counter: List[int],
         size: Optional[int],
         digest: str,
         progress: Optional[Progress],
-    ) -> int:
+    ) -> None:
+        """Copy until EOF; counter[0] always equals the bytes written and hashed so far."""
         while True:
             chunk = stream.read(CHUNK_SIZE)
             if not chunk:
-                return written
-            written += len(chunk)
+                return
+            written = counter[0] + len(chunk)
             if size is not None and written > size:
                 raise DigestMismatch(
                     f"blob {digest}: size mismatch: the registry sent more than the {size} bytes "
                     "the manifest promised",
                     hint="the registry served corrupted content; nothing was stored",
                 )
-            hasher.update(chunk)
             out.write(chunk)
+            hasher.update(chunk)
+            counter[0] = written
             if progress:
                 progress(len(chunk))
 
