@@ -98,6 +98,16 @@ def delete(
     _runtime(ctx).delete(container_id, force=force)
 
 
+def pause(ctx: typer.Context, container_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Freeze every process of a running container (needs its cgroup)."""
+    _runtime(ctx).pause(container_id, True)
+
+
+def resume(ctx: typer.Context, container_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Thaw a paused container."""
+    _runtime(ctx).pause(container_id, False)
+
+
 def list_containers(
     ctx: typer.Context,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json"),
@@ -156,4 +166,6 @@ def register(app: typer.Typer) -> None:
     group.command("kill")(kill)
     group.command("delete")(delete)
     group.command("list")(list_containers)
+    group.command("pause")(pause)
+    group.command("resume")(resume)
     group.command("run")(run)

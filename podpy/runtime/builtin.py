@@ -423,6 +423,12 @@ class BuiltinRuntime:
         if status != "stopped":
             if not force:
                 raise InvalidState(f"cannot delete container {cid} that is not stopped: {status}")
+            if status == "paused":
+                from podpy.runtime.cgroups import Cgroup
+
+                cgroup = Cgroup.from_json(saved.get("cgroup"))
+                if cgroup is not None:
+                    cgroup.freeze(False)  # frozen tasks do not die from SIGKILL until thawed
             _kill_and_reap(saved["pid"], saved.get("start_time"))
         self._cleanup(cid, saved)
         hooks = saved.get("hooks") or {}
@@ -452,6 +458,7 @@ class BuiltinRuntime:
     # --- helpers for the monitor and engine -------------------------------------------------
 
     def pause(self, cid: str, paused: bool = True) -> None:
+        """Freeze (or with paused=False thaw) every process of the container via its cgroup."""
         from podpy.runtime.cgroups import Cgroup
 
         saved = self._load(cid)
@@ -469,6 +476,7 @@ class BuiltinRuntime:
         self._save(saved)
 
     def stats(self, cid: str) -> Dict[str, int]:
+        """Raw cgroup counters (memory_usage, memory_limit, cpu_ns, pids); {} without a cgroup."""
         from podpy.runtime.cgroups import Cgroup
 
         cgroup = Cgroup.from_json(self._load(cid).get("cgroup"))

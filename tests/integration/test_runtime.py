@@ -499,3 +499,64 @@ def test_terminal_via_console_socket(containers: Containers) -> None:
     assert "/dev/pts/0" in text
     assert "33 101" in text
     assert "TERM=xterm" in text
+
+
+@pytest.mark.parametrize("runtime", ["podpy", "runc"])
+def test_hooks_get_the_state_and_sysctls_are_applied(containers: Containers, runtime: str) -> None:
+    out = containers.base / f"hooks-{runtime}"
+    out.mkdir()
+    containers.own(out)
+    bundle = containers.bundle(
+        command=["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"],
+        sysctls={"net.ipv4.ip_unprivileged_port_start": "79"},
+    )
+
+    def hooks(config: Dict[str, Any]) -> None:
+        def hook(name: str) -> Dict[str, Any]:
+            return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{name}.json"]}
+
+        config["hooks"] = {
+            kind: [hook(kind)] for kind in ("createRuntime", "poststart", "poststop")
+        }
+
+    containers.edit(bundle, hooks)
+    result = containers.run(runtime, bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "79"
+    states = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(states) == {"createRuntime", "poststart", "poststop"}
+    for state in states.values():
+        assert state["bundle"] == str(bundle) and state["ociVersion"]
+    assert states["createRuntime"]["status"] == "creating"
+    assert states["createRuntime"]["pid"] > 0
+    assert states["poststop"]["status"] == "stopped"
+
+
+def test_pause_resume_and_force_delete_as_root(rootful: Any, probe_binary: Path) -> None:
+    base = rootful.home / "pause"
+    base.mkdir()
+    box = Containers(rootful, base, probe_binary)
+    bundle = box.bundle(command=["sleep", "60"])
+    cgroups_path = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"]
+    cid = "p" + uuid.uuid4().hex[:8]
+    box.cids.append(cid)
+    assert (
+        box.detached(box.argv("podpy", "run", "-d", "--bundle", str(bundle), cid), base / "log")
+        == 0
+    )
+
+    def status() -> str:
+        return json.loads(rootful.cmd(box.argv("podpy", "state", cid), check=True).stdout)["status"]
+
+    assert status() == "running"
+    rootful.cmd(box.argv("podpy", "pause", cid), check=True)
+    assert status() == "paused"
+    freezer = Path(f"/sys/fs/cgroup/freezer{cgroups_path}/freezer.state")
+    assert freezer.read_text().strip() == "FROZEN"
+    rootful.cmd(box.argv("podpy", "resume", cid), check=True)
+    assert status() == "running" and freezer.read_text().strip() == "THAWED"
+    rootful.cmd(box.argv("podpy", "pause", cid), check=True)
+    rootful.cmd(box.argv("podpy", "delete", "--force", cid), check=True)
+    assert not freezer.parent.exists()
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(box.state_root, ignore_errors=True)
