@@ -522,11 +522,18 @@ def remove(
         try:
             containers = st.containers_using(image.id)
             by_name = not all_images and not _is_id_reference(text, image)
-            if by_name and len(image.names) > 1 and not force:
+            # As podman: a name of a multi-name image is only untagged, even with --force.
+            if by_name and len(image.names) > 1:
                 name = _resolve_name(st, text, image)
                 st.remove_name(image.id, name)
                 report.untagged.append(name)
                 continue
+            if not by_name and len(image.names) > 1 and not force and not all_images:
+                raise PodpyError(
+                    f'unable to delete image "{image.id}" by ID with more than one tag '
+                    f"([{' '.join(image.names)}]): please force removal",
+                    exit_code=EXIT_PODPY_CONFLICT,
+                )
             if containers:
                 if not force:
                     ids = ", ".join(c["id"][:12] for c in containers)
@@ -536,12 +543,6 @@ def remove(
                         exit_code=EXIT_IMAGE_IN_USE,
                     )
                 _remove_containers(eng, containers)
-            if not by_name and len(image.names) > 1 and not force and not all_images:
-                raise PodpyError(
-                    f"unable to delete image {image.id[:12]} by ID with more than one tag "
-                    f"({image.names}): please force removal",
-                    exit_code=EXIT_PODPY_CONFLICT,
-                )
             _delete_image(eng, image, report)
             done.add(image.id)
         except PodpyError as err:
@@ -553,6 +554,9 @@ EXIT_PODPY_CONFLICT = 125
 
 
 def _is_id_reference(text: str, image: ImageRecord) -> bool:
+    """True for an ID or digest reference (which removes the image, not one of its names)."""
+    if "@" in text:
+        return True
     bare = text[len("sha256:") :] if text.startswith("sha256:") else text
     return (
         refs.is_id_like(text)

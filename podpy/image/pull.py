@@ -125,11 +125,9 @@ class Puller:
         tls_verify = self.options.tls_verify
         key = (host, insecure)
         if key not in self._clients:
-            cert_dirs: List[str] = []
-            if self.options.cert_dir:
-                cert_dirs.append(os.path.dirname(os.path.join(self.options.cert_dir, host)))
             from podpy.paths import config_home
 
+            cert_dirs: List[str] = []
             cert_dirs.append(
                 os.path.join(config_home(self.engine.options.env), "containers", "certs.d")
             )
@@ -140,6 +138,7 @@ class Puller:
                 tls_verify=True if tls_verify is None else tls_verify,
                 credentials=self.options.credentials,
                 cert_dirs=cert_dirs,
+                cert_dir=self.options.cert_dir,
             )
         return self._clients[key]
 
@@ -357,7 +356,9 @@ class Puller:
         self.progress.blob_start(fetched.config.digest, len(fetched.config.raw), "config")
         self.progress.blob_done(fetched.config.digest)
         sizes = self.unpack_layers(fetched)
-        return self.record(fetched, sizes)
+        result = self.record(fetched, sizes)
+        self.progress.message("Storing signatures")
+        return result
 
     def _repair(self) -> None:
         """Drop blob temporaries of pulls that were killed (layer temps: see ImageStore.unpack)."""

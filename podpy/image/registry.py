@@ -174,7 +174,8 @@ class RegistryClient:
     insecure: bool = False
     tls_verify: bool = True
     credentials: Optional[CredentialLookup] = None
-    cert_dirs: Iterable[str] = CERT_DIRS
+    cert_dirs: Iterable[str] = CERT_DIRS  # each holds one sub-directory per host[:port]
+    cert_dir: Optional[str] = None  # --cert-dir: *.crt / *.cert / *.key for this registry
     timeout: float = 60.0
     attempts: int = DEFAULT_ATTEMPTS
     _scheme: Optional[str] = None
@@ -201,8 +202,10 @@ class RegistryClient:
             ctx = ssl._create_unverified_context()
         else:
             ctx = ssl.create_default_context()
-        for base in self.cert_dirs:
-            folder = os.path.join(base, self.host)
+        folders = [os.path.join(base, self.host) for base in self.cert_dirs]
+        if self.cert_dir:
+            folders.insert(0, self.cert_dir)
+        for folder in folders:
             for ca in sorted(glob.glob(os.path.join(folder, "*.crt"))):
                 try:
                     ctx.load_verify_locations(cafile=ca)
@@ -388,10 +391,18 @@ class RegistryClient:
         response = self._send("GET", url, headers)
         body = response.read_all(1024 * 1024)
         if response.status in (401, 403):
+            if basic is None:
+                raise Unauthorized(
+                    f"{self.host}: authentication required",
+                    hint=f"log in first (podpy login {self.host}) or pass --creds USER:PASSWORD",
+                    status=response.status,
+                    code="UNAUTHORIZED",
+                )
             raise Unauthorized(
                 f"authenticating to {self.host}: invalid username/password",
                 hint=f"check the credentials (podpy login {self.host})",
                 status=response.status,
+                code="UNAUTHORIZED",
             )
         if response.status != 200:
             raise RegistryError(

@@ -50,6 +50,11 @@ class FakeRegistry:
         self.slow_bytes_per_sec = 512 * 1024
         self.requests: List[Tuple[str, str, str]] = []
         self._dropped: set = set()
+        # Bearer-token auth (user, password) and redirects of blobs to another "host".
+        self.token_auth: Optional[Tuple[str, str]] = None
+        self.token_requests: List[str] = []
+        self.redirect_blobs = False
+        self.storage_saw_auth: List[str] = []
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,9 +80,55 @@ class FakeRegistry:
                 if send_body:
                     self.wfile.write(body)
 
+            def _authorized(self, send_body: bool) -> bool:
+                if registry.token_auth is None or not self.path.startswith("/v2/"):
+                    return True
+                parts = self.path.split("/")
+                repo = "/".join(parts[2:-2]) if len(parts) >= 5 else ""
+                scope = f"repository:{repo}:pull" if repo else ""
+                header = self.headers.get("Authorization", "")
+                if repo and header == f"Bearer tok-{scope}":
+                    return True
+                challenge = f'Bearer realm="http://{registry.host}/token",service="fake"'
+                if scope:
+                    challenge += f',scope="{scope}"'
+                self._reply(401, b"", {"WWW-Authenticate": challenge}, send_body)
+                return False
+
+            def _token(self, send_body: bool) -> None:
+                import base64
+                import urllib.parse
+
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                scope = " ".join(query.get("scope", []))
+                registry.token_requests.append(scope)
+                user, password = registry.token_auth or ("", "")
+                expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                if self.headers.get("Authorization", "") != expected:
+                    self._reply(401, b"{}", {}, send_body)
+                    return
+                body = json.dumps({"token": f"tok-{scope}", "expires_in": 300}).encode()
+                self._reply(200, body, {"Content-Type": "application/json"}, send_body)
+
             def _handle(self, send_body: bool) -> None:
                 registry.requests.append((self.command, self.path, self.headers.get("Range", "")))
+                if self.path.startswith("/token"):
+                    self._token(send_body)
+                    return
+                if self.path.startswith("/storage/"):
+                    registry.storage_saw_auth.append(self.headers.get("Authorization", ""))
+                    self._blob(self.path.rsplit("/", 1)[-1], send_body)
+                    return
+                if not self._authorized(send_body):
+                    return
                 parts = self.path.split("/")
+                if registry.redirect_blobs and len(parts) >= 5 and parts[-2] == "blobs":
+                    # "localhost" is another host name for the same server: credentials
+                    # must not follow the redirect there.
+                    port = registry.server.server_address[1]
+                    location = f"http://localhost:{port}/storage/{parts[-1]}"
+                    self._reply(307, b"", {"Location": location}, send_body)
+                    return
                 if self.path == "/v2/":
                     self._reply(200, b"{}", {"Content-Type": "application/json"}, send_body)
                     return
@@ -460,3 +511,48 @@ def test_platform_selection_from_index(as_each: Runner, fake_registry: FakeRegis
     bad = as_each.podpy("pull", "--tls-verify=false", "--platform", "linux/mips64", reference)
     assert bad.returncode == 125 and "no image found in manifest list" in bad.stderr
     assert as_each.podpy("image", "exists", "no-such-image-here").returncode == 1
+
+
+def test_bearer_token_auth_and_redirects(as_each: Runner, fake_registry: FakeRegistry) -> None:
+    meta = fake_registry.add_image(
+        "tok/img", "v1", [tar_of({"f": os.urandom(2048)})], images.host_architecture()
+    )
+    fake_registry.token_auth = ("alice", "s3cret")
+    fake_registry.redirect_blobs = True
+    reference = f"{fake_registry.host}/tok/img:v1"
+    anonymous = as_each.podpy("pull", "--tls-verify=false", reference)
+    assert anonymous.returncode == 125
+    assert "authentication required" in anonymous.stderr and "podpy login" in anonymous.stderr
+    wrong = as_each.podpy("pull", "--tls-verify=false", "--creds", "alice:nope", reference)
+    assert wrong.returncode == 125 and "invalid username/password" in wrong.stderr
+    fake_registry.token_requests.clear()
+    good = as_each.podpy("pull", "-q", "--tls-verify=false", "--creds", "alice:s3cret", reference)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == meta["image_id"]
+    # One token for the repository scope, reused for the manifest and every blob.
+    assert fake_registry.token_requests == ["repository:tok/img:pull"]
+    # Blobs came through the redirect, which never carried the registry credentials.
+    assert fake_registry.storage_saw_auth and not any(fake_registry.storage_saw_auth)
+
+
+def test_basic_auth_over_tls(as_each: Runner, auth_registry: Any, busybox_layout: Any) -> None:
+    from registry import push_oci_layout
+
+    reference = push_oci_layout(auth_registry, busybox_layout.oci_ref, "secure/busybox:latest")
+    # A CA directory the rootless user can read.
+    cert_dir = Path(tempfile.mkdtemp(prefix="podpy-certs-"))
+    try:
+        shutil.copy(auth_registry.ca_cert, cert_dir / "ca.crt")
+        cert_dir.chmod(0o755)
+        (cert_dir / "ca.crt").chmod(0o644)
+        untrusted = as_each.podpy("pull", reference)
+        assert untrusted.returncode == 125
+        assert "certificate" in untrusted.stderr and "certs.d" in untrusted.stderr
+        creds = f"{auth_registry.username}:{auth_registry.password}"
+        denied = as_each.podpy("pull", "--cert-dir", str(cert_dir), "--creds", "x:y", reference)
+        assert denied.returncode == 125 and "invalid username/password" in denied.stderr
+        good = as_each.podpy("pull", "-q", "--cert-dir", str(cert_dir), "--creds", creds, reference)
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.strip() == busybox_layout.image_id
+    finally:
+        shutil.rmtree(cert_dir, ignore_errors=True)
