@@ -56,9 +56,9 @@ def engine(ctx: typer.Context) -> Engine:
 
 
 def _register() -> None:
-    from podpy.cli import _groups, config_cmd, image, oci, reset, system, unshare
+    from podpy.cli import _groups, config_cmd, container, image, oci, reset, system, unshare
 
-    for module in (system, unshare, reset, config_cmd, image, oci):
+    for module in (system, unshare, reset, config_cmd, image, container, oci):
         module.register(app)
     for name, group in _groups.ALL.items():
         if group.registered_commands or group.registered_groups:
@@ -74,11 +74,64 @@ def print_error(err: PodpyError) -> None:
         sys.stderr.write(f"Hint: {err.hint}\n")
 
 
+_GLOBAL_OPTIONS_WITH_VALUE = ("--root", "--runroot", "--log-level")
+
+
+def _command_path(args: List[str]) -> List[str]:
+    """The command words in argv (`image ls` in `--root X image ls -a`), skipping global flags."""
+    words: List[str] = []
+    i = 0
+    while i < len(args) and len(words) < 2:
+        arg = args[i]
+        if arg == "--":
+            break
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            if words:
+                break  # options of the command itself: the path is complete
+            i += 1
+            continue
+        words.append(arg)
+        i += 1
+    return words
+
+
+def _command_name(info: typer.models.CommandInfo) -> str:
+    return info.name or info.callback.__name__.lower().replace("_", "-")  # type: ignore[union-attr]
+
+
+def _pruned(instance: typer.Typer, path: List[str]) -> typer.Typer:
+    """A shallow copy of the app holding only the command being invoked.
+
+    Typer converts every registered command to click (inspecting signatures) on each run;
+    with ~100 commands that costs more than podpy's whole start-up budget.
+    """
+    import copy
+
+    if not path:
+        return instance
+    commands = [c for c in instance.registered_commands if _command_name(c) == path[0]]
+    groups = [g for g in instance.registered_groups if g.name == path[0]]
+    if not commands and not groups:
+        return instance  # unknown: let click report it against the full list
+    clone = copy.copy(instance)
+    clone.registered_commands = commands
+    clone.registered_groups = []
+    for group in groups:
+        pruned_group = copy.copy(group)
+        pruned_group.typer_instance = _pruned(group.typer_instance, path[1:])  # type: ignore[arg-type]
+        clone.registered_groups.append(pruned_group)
+    return clone
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI and return podman-compatible exit codes (125 for podpy's own errors)."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=args, prog_name="podpy", standalone_mode=False)
+        target = app if "--help" in args or "-h" in args[:1] else _pruned(app, _command_path(args))
+        result = target(args=args, prog_name="podpy", standalone_mode=False)
     except PodpyError as err:
         print_error(err)
         return err.exit_code
@@ -94,4 +147,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # a bug: one line for the user, the traceback at debug level
+        from podpy import log
+
+        if log.enabled(log.LEVELS["debug"]):
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(
+            f"Error: internal error: {type(err).__name__}: {err}\n"
+            "Hint: rerun with --log-level debug for the traceback, and report it\n"
+        )
+        return 125
     return result if isinstance(result, int) else 0

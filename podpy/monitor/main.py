@@ -72,6 +72,13 @@ def _write_json_atomic(path: str, obj: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _proc_start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: tells a live process from a recycled pid."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
 def _exit_code_from_status(status: int) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
@@ -215,8 +222,18 @@ class Monitor:
     # --- running ----------------------------------------------------------------------
 
     def start(self) -> None:
+        from podpy.errors import PodpyError
+        from podpy.monitor import prepare
         from podpy.monitor.drivers import make_driver
 
+        try:
+            prepare.enter_namespaces(self.spec)
+            rootfs = prepare.mount_rootfs(self.spec)
+            prepare.write_bundle(self.spec, rootfs)
+        except PodpyError as err:
+            raise MonitorError(err.message, err.exit_code) from err
+        except OSError as err:
+            raise MonitorError(f"preparing the container: {err}") from err
         self._open_log()
         self._open_attach_socket()
         stdio = self._make_stdio()
@@ -232,9 +249,23 @@ class Monitor:
             self._apply_winsize(self.spec.get("console_size"))
         self.driver.start()
         started = time.time()
-        state = {"pid": self.container_pid, "monitor_pid": os.getpid(), "started_at": started}
-        if self.spec.get("state_file"):
-            _write_json_atomic(self.spec["state_file"], state)
+        monitor_state = {
+            "monitor_pid": os.getpid(),
+            "monitor_start": _proc_start_time(os.getpid()),
+            "started_at": started,
+            "finished_at": None,
+            "oom_killed": False,
+        }
+        if self.spec.get("db"):
+            from podpy.monitor import record
+
+            record.mark_running(
+                self.spec["db"],
+                self.cid,
+                self.spec.get("name", ""),
+                self.container_pid,
+                monitor_state,
+            )
         self._report({"pid": self.container_pid, "started_at": started})
         self._notify_systemd()
 
@@ -393,6 +424,9 @@ class Monitor:
         if self.driver is not None:
             oom = self.driver.oom_killed()
             self.driver.delete()
+        from podpy.monitor import prepare
+
+        prepare.unmount_rootfs(self.spec)
         if self.log is not None:
             self.log.close()
         for client in list(self.clients):
@@ -408,6 +442,15 @@ class Monitor:
                 self.spec["exit_file"],
                 {"exit_code": code, "finished_at": finished, "oom_killed": oom},
             )
+        if self.spec.get("db"):
+            from podpy.monitor import record
+
+            try:
+                record.mark_exited(
+                    self.spec["db"], self.cid, self.spec.get("name", ""), code, finished, oom
+                )
+            except Exception as err:  # the exit file still tells the next podpy command
+                sys.stderr.write(f"podpy monitor: recording the exit failed: {err}\n")
         self._run_cleanup()
         return code
 

@@ -1,0 +1,866 @@
+"""Container lifecycle: create, start (detached or as this very process), stop, kill, remove,
+wait, list, inspect, logs, and the repair of containers whose monitor died.
+
+Public methods follow podman's template: look up -> re-sync state -> check the state ->
+act -> record an event. The monitor (podpy/monitor) owns a running container; this module
+only talks to it through its pid, its files and the state DB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+from podpy.errors import AlreadyExists, InvalidState, NoSuchObject, PodpyError
+
+if TYPE_CHECKING:
+    from podpy.engine import Engine
+    from podpy.engine.types import CreateOptions
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+RUNNING_STATES = ("running", "paused")
+_ADJECTIVES = (
+    "admiring amazing boring brave busy clever cool dazzling eager elastic epic festive "
+    "focused funny gallant gifted happy hopeful jolly keen kind loving modest nice optimistic "
+    "peaceful practical quirky relaxed serene sharp stoic sweet tender trusting vibrant wizardly"
+).split()
+_NAMES = (
+    "albattani banach bell bohr curie darwin dijkstra einstein euler feynman galileo gauss "
+    "hopper hypatia kepler knuth lamarr lovelace maxwell meitner newton noether pascal "
+    "ritchie shannon tesla thompson torvalds turing wozniak yalow"
+).split()
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def proc_start_time(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def _alive(pid: Optional[int], start_time: Optional[int] = None) -> bool:
+    if not pid:
+        return False
+    started = proc_start_time(pid)
+    if started is None:
+        return False
+    return start_time is None or started == start_time
+
+
+def _random_name(eng: Engine) -> str:
+    for _ in range(50):
+        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+        if eng.db.get_by_name("containers", name) is None:
+            return name
+    return "podpy_" + secrets.token_hex(4)
+
+
+def signal_number(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    number = getattr(signal, text, None)
+    if not isinstance(number, int):
+        raise PodpyError(f"invalid signal: {value}", hint="use a name like TERM or a number")
+    return int(number)
+
+
+def container_dir(eng: Engine, cid: str) -> str:
+    return os.path.join(eng.paths.containers_dir, cid)
+
+
+def run_dir(eng: Engine, cid: str) -> str:
+    return eng.paths.container_run_dir(cid)
+
+
+def _event(eng: Engine, row: Dict[str, Any], status: str, **attrs: Any) -> None:
+    eng.db.add_event("container", status, name=row["name"], object_id=row["id"], attributes=attrs)
+
+
+# --- lookup and repair ----------------------------------------------------------------------
+
+
+def lookup(eng: Engine, ref: str) -> Dict[str, Any]:
+    """A container by full id, name or unique id prefix, with its state re-synced."""
+    try:
+        row = eng.db.lookup("containers", ref)
+    except NoSuchObject as err:
+        raise NoSuchObject(
+            f'no container with name or ID "{ref}" found: no such container'
+        ) from err
+    return refresh(eng, row)
+
+
+def refresh(eng: Engine, row: Dict[str, Any]) -> Dict[str, Any]:
+    """Notice a monitor that died (kill -9, OOM, reboot): mark the container exited, stop what
+    is left of it, and say so in one line. Cheap: a /proc stat per running container."""
+    if row["status"] not in RUNNING_STATES:
+        return row
+    state = row.get("state") or {}
+    if _alive(state.get("monitor_pid"), state.get("monitor_start")):
+        return row
+    # The monitor might have just finished and written its exit: re-read before repairing.
+    fresh = eng.db.get("containers", row["id"])
+    if fresh is None or fresh["status"] not in RUNNING_STATES:
+        return fresh or row
+    code, finished = 137, time.time()
+    exit_file = os.path.join(run_dir(eng, row["id"]), "exit.json")
+    try:
+        with open(exit_file) as f:
+            recorded = json.load(f)
+        code, finished = int(recorded["exit_code"]), float(recorded["finished_at"])
+    except (OSError, ValueError, KeyError):
+        pass
+    if row.get("pid") and _alive(row["pid"]):
+        try:
+            os.kill(row["pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    eng.db.update_state(
+        "containers",
+        row["id"],
+        {"finished_at": finished, "exit_code": code},
+        status="exited",
+        exit_code=code,
+        pid=0,
+    )
+    sys.stderr.write(
+        f"podpy: container {row['name']} ({row['id'][:12]}) lost its monitor; "
+        f"marked it exited ({code}) and released its resources\n"
+    )
+    _event(eng, row, "died", exitCode=code)
+    return eng.db.get("containers", row["id"]) or row
+
+
+def list_containers(eng: Engine, all_containers: bool = True) -> List[Dict[str, Any]]:
+    rows = eng.db.list("containers", order_by="created DESC")
+    rows = [refresh(eng, r) for r in rows]
+    if not all_containers:
+        rows = [r for r in rows if r["status"] in RUNNING_STATES]
+    return rows
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def _run_options(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]) -> Dict[str, Any]:
+    """The spec generator's RunOptions fields (container_id/rootfs are filled at start)."""
+    from podpy.spec.generate import parse_size
+
+    env: List[str] = []
+    for path in opts.env_files:
+        env.extend(_read_env_file(path))
+    for item in opts.env:
+        if "=" in item:
+            env.append(item)
+        elif item in os.environ:  # `-e NAME` passes the host's value, as docker does
+            env.append(f"{item}={os.environ[item]}")
+    conf = eng.config.containers
+    env = [*getattr(conf, "env", []), *env]
+    no_new_privs = any(
+        o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
+        for o in opts.security_opt
+    )
+    seccomp_profile = None
+    for item in opts.security_opt:
+        if item.startswith("seccomp=") or item.startswith("seccomp:"):
+            seccomp_profile = item.split("=", 1)[-1] if "=" in item else item.split(":", 1)[1]
+            if seccomp_profile != "unconfined":
+                seccomp_profile = os.path.abspath(seccomp_profile)
+                if not os.path.isfile(seccomp_profile):
+                    raise PodpyError(
+                        f"opening seccomp profile failed: {seccomp_profile}: no such file",
+                        hint="give the path of a JSON seccomp profile, or seccomp=unconfined",
+                    )
+        elif item.startswith("label=") or item.startswith("apparmor="):
+            continue
+        elif not item.startswith("no-new-privileges"):
+            raise PodpyError(
+                f"invalid --security-opt {item!r}",
+                hint="supported: no-new-privileges, seccomp=unconfined|PATH",
+            )
+    volumes = []
+    for spec in opts.volumes:
+        source = spec.split(":", 1)[0]
+        if source.startswith(("/", ".")):
+            volumes.append(os.path.abspath(source) + spec[len(source) :])
+        else:
+            raise PodpyError(
+                f"named volumes are not supported yet: {spec}",
+                hint="use an absolute host path: -v /host/dir:/container/dir",
+            )
+    fields: Dict[str, Any] = {
+        "name": opts.name,
+        "command": list(opts.command) or None,
+        "entrypoint": opts.entrypoint,
+        "env": env,
+        "workdir": opts.workdir,
+        "user": opts.user,
+        "hostname": opts.hostname,
+        "terminal": opts.tty,
+        "read_only": opts.read_only,
+        "tmpfs": list(opts.tmpfs),
+        "volumes": volumes,
+        "cap_add": list(opts.cap_add),
+        "cap_drop": list(opts.cap_drop),
+        "privileged": opts.privileged,
+        "no_new_privileges": no_new_privs,
+        "seccomp_profile": seccomp_profile,
+        "init": opts.init,
+        "memory": parse_size(opts.memory) if opts.memory else None,
+        "memory_swap": (-1 if opts.memory_swap == "-1" else parse_size(opts.memory_swap))
+        if opts.memory_swap
+        else None,
+        "cpus": opts.cpus,
+        "cpu_shares": opts.cpu_shares,
+        "pids_limit": opts.pids_limit,
+        "ulimits": list(opts.ulimits),
+        "sysctls": dict(s.split("=", 1) for s in opts.sysctls),
+        "dns_servers": list(opts.dns),
+        "add_hosts": list(opts.add_host),
+        "annotations": {},
+    }
+    # Fail now on what can be checked now (podman validates bind sources at create).
+    for spec in volumes:
+        source = spec.split(":", 1)[0]
+        if not os.path.exists(source):
+            raise PodpyError(
+                f"statfs {source}: no such file or directory",
+                hint="create the host directory first, or fix the -v source path",
+            )
+    return fields
+
+
+def _read_env_file(path: str) -> List[str]:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as err:
+        raise PodpyError(f"reading env file {path}: {err.strerror}") from err
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            if line in os.environ:
+                out.append(f"{line}={os.environ[line]}")
+            continue
+        out.append(line)
+    return out
+
+
+def _storage_driver(eng: Engine) -> str:
+    """The rootfs driver, decided once per store and remembered (probing costs a mount)."""
+    marker = os.path.join(eng.paths.graph_root, "rootfs-driver")
+    try:
+        with open(marker) as f:
+            return f.read().strip()
+    except OSError:
+        pass
+    from podpy.hostinfo import choose_storage_driver, probe_storage
+
+    name, reason, _mount_program = choose_storage_driver(
+        eng.config, probe_storage(probe_dir=eng.paths.graph_root)
+    )
+    if name != "overlay":
+        raise PodpyError(
+            f"storage driver {name} is not supported for containers yet ({reason})",
+            hint="podpy runs containers on native overlayfs (Linux >= 5.11 for rootless)",
+        )
+    from podpy.atomic import write_atomic
+
+    os.makedirs(eng.paths.graph_root, mode=0o700, exist_ok=True)
+    write_atomic(marker, (name + "\n").encode())
+    return name
+
+
+def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, Any]:
+    """Resolve (and maybe pull) the image, record the container, prepare its directories."""
+    from podpy.engine import images as image_engine
+
+    name = opts.name
+    if name is not None and not NAME_RE.match(name):
+        raise PodpyError(
+            f"container name {name!r} is invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        )
+    if name and opts.replace:
+        existing = eng.db.get_by_name("containers", name)
+        if existing is not None:
+            remove(eng, existing["id"], force=True)
+    elif name and eng.db.get_by_name("containers", name) is not None:
+        found = eng.db.get_by_name("containers", name)
+        raise AlreadyExists(
+            f'creating container storage: the container name "{name}" is already in use by '
+            f"{found['id']}. You have to remove that container to be able to reuse that name: "
+            "that name is already in use",
+            hint="remove it with `podpy rm`, or use --replace",
+        )
+    image = _resolve_image(eng, opts, image_engine, progress)
+    image_config = (image.config or {}).get("config") or {}
+    fields = _run_options(eng, opts, image_config)
+    driver = _storage_driver(eng)
+    cid = secrets.token_hex(32)
+    name = name or _random_name(eng)
+    cdir = container_dir(eng, cid)
+    store = image_engine.store(eng)
+    lower = store.layer_dirs(image)
+    log_path = os.path.join(cdir, "userdata", "ctr.log")
+    log_driver = opts.log_driver or getattr(eng.config.containers, "log_driver", "k8s-file")
+    if log_driver == "json-file":
+        log_driver = "k8s-file"
+    if log_driver not in ("k8s-file", "none", "passthrough"):
+        raise PodpyError(
+            f"unsupported log driver {log_driver!r}", hint="use k8s-file, none or passthrough"
+        )
+    max_size = -1
+    for opt in opts.log_opts:
+        key, _, value = opt.partition("=")
+        if key == "max-size":
+            from podpy.spec.generate import parse_size
+
+            max_size = parse_size(value)
+        elif key == "path":
+            log_path = os.path.abspath(value)
+    names = image.names
+    command = list(opts.command) or list(image_config.get("Cmd") or [])
+    entry = opts.entrypoint if opts.entrypoint is not None else image_config.get("Entrypoint")
+    config = {
+        "image": opts.image,
+        "image_name": names[0] if names else image.id,
+        "image_id": image.id,
+        "command": list(entry or []) + (command if opts.entrypoint is None or opts.command else []),
+        "create_options": asdict(opts),
+        "run_options": fields,
+        "image_config": image.config,
+        "rootfs": {
+            "driver": driver,
+            "lower": lower,
+            "upper": os.path.join(cdir, "diff"),
+            "work": os.path.join(cdir, "work"),
+            "merged": os.path.join(cdir, "merged"),
+        },
+        "bundle": os.path.join(cdir, "userdata"),
+        "log": {"driver": log_driver, "path": log_path, "max_size": max_size},
+        "stop_signal": opts.stop_signal or image_config.get("StopSignal") or "SIGTERM",
+        "stop_timeout": (
+            opts.stop_timeout
+            if opts.stop_timeout is not None
+            else getattr(eng.config.containers, "stop_timeout", 10)
+        ),
+        "remove": opts.remove,
+        "tty": opts.tty,
+        "stdin": opts.interactive,
+        "runtime": opts.runtime or getattr(eng.config.containers, "runtime", None),
+        "labels": dict(opts.labels),
+        "sdnotify": opts.sdnotify,
+        "sig_proxy": opts.sig_proxy,
+    }
+    signal_number(config["stop_signal"])
+    for sub in ("diff", "work", "merged", "userdata"):
+        os.makedirs(os.path.join(cdir, sub), mode=0o700, exist_ok=True)
+    now = time.time()
+    row = {
+        "id": cid,
+        "name": name,
+        "image_id": image.id,
+        "created": now,
+        "config": config,
+        "status": "created",
+        "state": {},
+        "updated": now,
+    }
+    try:
+        eng.db.insert("containers", row)
+    except AlreadyExists as err:
+        _remove_dirs(eng, cid)
+        raise AlreadyExists(
+            f'the container name "{name}" is already in use', hint="use --replace"
+        ) from err
+    _event(eng, row, "create")
+    if opts.cidfile:
+        _write_cidfile(opts.cidfile, cid)
+    return eng.db.get("containers", cid) or row
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError as err:
+        raise PodpyError(
+            f"container id file exists. Ensure another container is not using it or delete {path}"
+        ) from err
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
+
+
+def _resolve_image(eng: Engine, opts: CreateOptions, image_engine: Any, progress: Any) -> Any:
+    from podpy.image.manifest import parse_platform
+    from podpy.image.pull import PullOptions
+
+    pull_opts = PullOptions(tls_verify=opts.tls_verify)
+    if opts.platform:
+        pull_opts.platform = parse_platform(opts.platform, None, None, None)
+    store = image_engine.store(eng)
+    policy = opts.pull or getattr(eng.config.containers, "pull_policy", "missing")
+    if policy == "never":
+        found = store.find(opts.image)
+        if found is None:
+            raise NoSuchObject(
+                f"{opts.image}: image not known", hint="pull it first, or use --pull missing"
+            )
+        return found
+    if policy in ("always", "newer"):
+        result = image_engine.pull(eng, opts.image, pull_opts, progress)
+        return store.lookup(result.image_id)
+    if policy != "missing":
+        raise PodpyError(
+            f"invalid pull policy {policy!r}", hint="use always, missing, never or newer"
+        )
+    return image_engine.pull_if_missing(eng, opts.image, pull_opts, progress)
+
+
+# --- start ----------------------------------------------------------------------------------
+
+
+def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
+    """Write the monitor's JSON instructions; returns its path."""
+    from podpy.atomic import write_atomic
+    from podpy.selfexec import podpy_argv
+
+    config = row["config"]
+    rdir = run_dir(eng, row["id"])
+    os.makedirs(rdir, mode=0o700, exist_ok=True)
+    for stale in ("exit.json", "attach.sock"):
+        try:
+            os.unlink(os.path.join(rdir, stale))
+        except FileNotFoundError:
+            pass
+    cleanup = None
+    if config.get("remove"):
+        cleanup = podpy_argv() + _global_args(eng) + ["container", "cleanup", "--rm", row["id"]]
+    spec = {
+        "id": row["id"],
+        "name": row["name"],
+        "bundle": config["bundle"],
+        "run_dir": rdir,
+        "rootfs": config["rootfs"],
+        "run_options": config["run_options"],
+        "image_config": (config.get("image_config") or {}).get("config") or {},
+        "rootless": eng.paths.rootless,
+        "runtime": config.get("runtime"),
+        "runtime_root": os.path.join(eng.paths.run_root, "oci"),
+        "tty": config.get("tty", False),
+        "stdin": config.get("stdin", False),
+        "foreground": foreground,
+        "log": config["log"],
+        "attach_socket": os.path.join(rdir, "attach.sock"),
+        "exit_file": os.path.join(rdir, "exit.json"),
+        "db": eng.paths.db_file,
+        "sdnotify": config.get("sdnotify", "conmon"),
+        "sig_proxy": config.get("sig_proxy", True),
+        "cleanup": cleanup,
+    }
+    path = os.path.join(rdir, "monitor.json")
+    write_atomic(path, json.dumps(spec).encode(), mode=0o600)
+    return path
+
+
+def _global_args(eng: Engine) -> List[str]:
+    args = []
+    if eng.options.root:
+        args += ["--root", eng.paths.graph_root]
+    if eng.options.runroot:
+        args += ["--runroot", eng.paths.run_root]
+    return args
+
+
+def _monitor_env() -> Dict[str, str]:
+    from podpy.selfexec import source_env
+
+    env = dict(os.environ)
+    env.update(source_env())
+    return env
+
+
+def _check_startable(row: Dict[str, Any]) -> None:
+    if row["status"] in RUNNING_STATES:
+        raise InvalidState(f"container {row['id'][:12]} is already running")
+
+
+def start(eng: Engine, ref: str) -> Dict[str, Any]:
+    """Start a container detached: spawn its monitor and wait until it runs (or failed)."""
+    from podpy.selfexec import podpy_argv
+
+    row = lookup(eng, ref)
+    if row["status"] in RUNNING_STATES:
+        return row  # podman: starting a running container is not an error
+    spec_path = monitor_spec(eng, row, foreground=False)
+    argv = podpy_argv(lean=True) + ["__monitor", spec_path]
+    read_fd, write_fd = os.pipe()
+    env = _monitor_env()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:
+        # Double fork + setsid: the monitor belongs to no terminal and no podpy command.
+        try:
+            os.close(read_fd)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.set_inheritable(write_fd, True)
+            os.execve(argv[0], argv + [str(write_fd)], env)
+        finally:
+            os._exit(127)
+    os.close(write_fd)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_fd, "rb") as pipe:
+        reply = pipe.readline()
+    try:
+        message = json.loads(reply) if reply else {}
+    except ValueError:
+        message = {}
+    if "pid" not in message:
+        error = message.get("error") or "the container monitor exited before the container started"
+        raise PodpyError(error, exit_code=int(message.get("exit_code", 125)))
+    return eng.db.get("containers", row["id"]) or row
+
+
+def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
+    """Foreground run: this process becomes the container's monitor (same pid)."""
+    from podpy.selfexec import podpy_argv
+
+    spec_path = monitor_spec(eng, row, foreground=True)
+    argv = podpy_argv(lean=True) + ["__monitor", spec_path]
+    eng.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, _monitor_env())
+
+
+# --- stop / kill / wait ---------------------------------------------------------------------
+
+
+def _wait_monitor_gone(row: Dict[str, Any], timeout: float) -> bool:
+    state = row.get("state") or {}
+    pid, start_time = state.get("monitor_pid"), state.get("monitor_start")
+    deadline = time.monotonic() + timeout
+    while _alive(pid, start_time):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def kill(eng: Engine, ref: str, sig: Any = "KILL") -> Dict[str, Any]:
+    row = lookup(eng, ref)
+    if row["status"] not in RUNNING_STATES:
+        raise InvalidState(
+            f"can only kill running containers. {row['id'][:12]} is in state {row['status']}: "
+            "container state improper"
+        )
+    number = signal_number(sig)
+    try:
+        os.kill(row["pid"], number)
+    except ProcessLookupError:
+        pass
+    _event(eng, row, "kill", signal=number)
+    return row
+
+
+def stop(eng: Engine, ref: str, timeout: Optional[int] = None) -> Dict[str, Any]:
+    row = lookup(eng, ref)
+    if row["status"] not in RUNNING_STATES:
+        return row
+    config = row["config"]
+    wait = config.get("stop_timeout", 10) if timeout is None else timeout
+    pid = row["pid"]
+    try:
+        if row["status"] == "paused":
+            os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal_number(config.get("stop_signal", "SIGTERM")))
+    except ProcessLookupError:
+        pass
+    if not _wait_monitor_gone(row, wait):
+        # PID 1 of a pid namespace ignores signals it has no handler for: escalate, as podman.
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _wait_monitor_gone(row, 30)
+    _event(eng, row, "stop")
+    return refresh(eng, eng.db.get("containers", row["id"]) or row)
+
+
+def wait(eng: Engine, ref: str, interval: float = 0.05) -> int:
+    row = lookup(eng, ref)
+    while row["status"] in RUNNING_STATES:
+        time.sleep(interval)
+        fresh = eng.db.get("containers", row["id"])
+        if fresh is None:
+            raise NoSuchObject(f"container {ref} was removed while waiting")
+        row = refresh(eng, fresh)
+    return int(row.get("exit_code") or 0)
+
+
+# --- remove ---------------------------------------------------------------------------------
+
+
+def _remove_dirs(eng: Engine, cid: str) -> None:
+    """Delete the container's storage; rootless, inside the user namespace (sub-uid files)."""
+    from podpy.atomic import remove_tree
+
+    targets = [container_dir(eng, cid), run_dir(eng, cid)]
+    if eng.paths.rootless:
+        from podpy import rootless
+
+        def work() -> int:
+            for target in targets:
+                remove_tree(target)
+            return 0
+
+        rootless.run_in_userns(work)
+    for target in targets:
+        remove_tree(target)
+
+
+def remove(eng: Engine, ref: str, force: bool = False, volumes: bool = False) -> str:
+    row = lookup(eng, ref)
+    if row["status"] in RUNNING_STATES:
+        if not force:
+            raise InvalidState(
+                f"cannot remove container {row['id']} as it is {row['status']} - running or "
+                "paused containers cannot be removed without force: container state improper",
+                hint="stop it first, or use `podpy rm -f`",
+            )
+        try:
+            os.kill(row["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _wait_monitor_gone(row, 30)
+    eng.db.delete("containers", row["id"])
+    _remove_dirs(eng, row["id"])
+    _event(eng, row, "remove")
+    return row["id"]
+
+
+def cleanup(eng: Engine, ref: str, remove_container: bool) -> None:
+    """The monitor's exit command: for --rm containers, remove everything."""
+    try:
+        row = eng.db.lookup("containers", ref)
+    except NoSuchObject:
+        return
+    _event(eng, row, "cleanup")
+    if remove_container:
+        remove(eng, row["id"], force=True)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _iso(ts: Optional[float]) -> str:
+    if not ts:
+        return "0001-01-01T00:00:00Z"
+    secs = int(ts)
+    frac = int((ts - secs) * 1e9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def status_text(row: Dict[str, Any], now: Optional[float] = None) -> str:
+    """podman ps's STATUS column."""
+    from podpy.cli._output import format_ago
+
+    state = row.get("state") or {}
+    status = row["status"]
+    if status == "running":
+        from podpy.cli._output import format_duration
+
+        return "Up " + format_duration(time.time() - (state.get("started_at") or row["created"]))
+    if status == "paused":
+        return "Paused"
+    if status == "created":
+        return "Created"
+    return f"Exited ({row.get('exit_code') or 0}) " + format_ago(state.get("finished_at") or now)
+
+
+def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
+    """podman's container inspect JSON (the keys scripts use)."""
+    row = lookup(eng, ref)
+    config = row["config"]
+    state = row.get("state") or {}
+    create_opts = config.get("create_options") or {}
+    run_opts = config.get("run_options") or {}
+    image_cfg = (config.get("image_config") or {}).get("config") or {}
+    status = row["status"]
+    command = config.get("command") or []
+    return {
+        "Id": row["id"],
+        "Created": _iso(row["created"]),
+        "Path": command[0] if command else "",
+        "Args": command[1:],
+        "State": {
+            "OciVersion": "1.0.2-dev",
+            "Status": status,
+            "Running": status == "running",
+            "Paused": status == "paused",
+            "Restarting": False,
+            "OOMKilled": bool(state.get("oom_killed")),
+            "Dead": False,
+            "Pid": row.get("pid") or 0,
+            "ConmonPid": state.get("monitor_pid") or 0,
+            "ExitCode": row.get("exit_code") or 0,
+            "Error": "",
+            "StartedAt": _iso(state.get("started_at")),
+            "FinishedAt": _iso(state.get("finished_at")),
+        },
+        "Image": row.get("image_id"),
+        "ImageName": config.get("image_name"),
+        "Rootfs": "",
+        "Pod": row.get("pod_id") or "",
+        "ResolvConfPath": os.path.join(config["bundle"], "net", "resolv.conf"),
+        "HostnamePath": os.path.join(config["bundle"], "net", "hostname"),
+        "HostsPath": os.path.join(config["bundle"], "net", "hosts"),
+        "StaticDir": config["bundle"],
+        "OCIConfigPath": os.path.join(config["bundle"], "config.json"),
+        "OCIRuntime": config.get("runtime") or "podpy",
+        "LogPath": config["log"]["path"],
+        "Name": row["name"],
+        "RestartCount": 0,
+        "Driver": config["rootfs"]["driver"],
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "Mounts": [_mount_json(v) for v in run_opts.get("volumes") or []],
+        "Dependencies": [],
+        "NetworkSettings": {
+            "IPAddress": "",
+            "Gateway": "",
+            "MacAddress": "",
+            "Ports": {},
+            "SandboxKey": f"/proc/{row['pid']}/ns/net" if row.get("pid") else "",
+        },
+        "Namespace": "",
+        "IsInfra": False,
+        "Config": {
+            "Hostname": run_opts.get("hostname") or row["id"][:12],
+            "User": run_opts.get("user") or image_cfg.get("User") or "",
+            "Env": list(image_cfg.get("Env") or []) + list(run_opts.get("env") or []),
+            "Cmd": create_opts.get("command") or image_cfg.get("Cmd"),
+            "Image": config.get("image_name"),
+            "WorkingDir": run_opts.get("workdir") or image_cfg.get("WorkingDir") or "/",
+            "Entrypoint": " ".join(
+                create_opts.get("entrypoint") or image_cfg.get("Entrypoint") or []
+            ),
+            "Labels": config.get("labels") or {},
+            "StopSignal": signal_number(config.get("stop_signal", "SIGTERM")),
+            "StopTimeout": config.get("stop_timeout", 10),
+            "Tty": bool(config.get("tty")),
+            "OpenStdin": bool(config.get("stdin")),
+            "CreateCommand": create_opts.get("create_command") or [],
+        },
+        "HostConfig": {
+            "Binds": list(run_opts.get("volumes") or []),
+            "AutoRemove": bool(config.get("remove")),
+            "LogConfig": {
+                "Type": config["log"]["driver"],
+                "Config": None,
+                "Path": config["log"]["path"],
+                "Size": str(config["log"].get("max_size", -1)),
+            },
+            "NetworkMode": create_opts.get("network") or "slirp4netns",
+            "Privileged": bool(run_opts.get("privileged")),
+            "ReadonlyRootfs": bool(run_opts.get("read_only")),
+            "CapAdd": run_opts.get("cap_add") or [],
+            "CapDrop": run_opts.get("cap_drop") or [],
+            "Memory": run_opts.get("memory") or 0,
+            "PidsLimit": run_opts.get("pids_limit") or 0,
+            "Init": bool(run_opts.get("init")),
+            "Tmpfs": {
+                t.split(":", 1)[0]: (t.split(":", 1)[1] if ":" in t else "")
+                for t in run_opts.get("tmpfs") or []
+            },
+        },
+    }
+
+
+def _mount_json(spec: str) -> Dict[str, Any]:
+    parts = spec.split(":")
+    options = parts[2].split(",") if len(parts) > 2 else []
+    return {
+        "Type": "bind",
+        "Source": parts[0],
+        "Destination": parts[1] if len(parts) > 1 else parts[0],
+        "Driver": "",
+        "Mode": "",
+        "Options": ["rbind"],
+        "RW": "ro" not in options,
+        "Propagation": "rprivate",
+    }
+
+
+def log_path(eng: Engine, ref: str) -> Dict[str, Any]:
+    row = lookup(eng, ref)
+    log = row["config"]["log"]
+    if log["driver"] != "k8s-file":
+        raise PodpyError(
+            f'container {row["name"]} uses the "{log["driver"]}" log driver, which keeps no log',
+            hint="run it with --log-driver k8s-file to read its logs",
+        )
+    return row
+
+
+def logs(
+    eng: Engine,
+    refs: Sequence[str],
+    follow: bool = False,
+    since: Optional[float] = None,
+    until: Optional[float] = None,
+    tail: int = -1,
+    write: Any = None,
+) -> None:
+    """Replay k8s-file logs (stdout to write(1, ...), stderr to write(2, ...)); -f follows."""
+    from podpy.monitor import logfile
+
+    rows = [log_path(eng, r) for r in refs]
+    for row in rows:
+        path = row["config"]["log"]["path"]
+        records, offset = logfile.read_records(path)
+        records = list(logfile.join_partials(records))
+        records = [
+            r
+            for r in records
+            if (since is None or r.time >= since) and (until is None or r.time <= until)
+        ]
+        if tail >= 0:
+            records = records[-tail:] if tail else []
+        for rec in records:
+            write(rec)
+        while follow:
+            fresh = eng.db.get("containers", row["id"])
+            running = fresh is not None and refresh(eng, fresh)["status"] in RUNNING_STATES
+            more, offset = logfile.read_records(path, offset)
+            for rec in logfile.join_partials(more):
+                if until is None or rec.time <= until:
+                    write(rec)
+            if not running and not more:
+                break
+            time.sleep(0.1)
