@@ -155,6 +155,10 @@ def start_pasta(
     if any(m.host_port == 0 for m in ports):
         raise ValueError("resolve host ports (ports.resolve_host_ports) before start_pasta")
     path = find_pasta(binary)
+    # pasta (2023) binds IPv4 and IPv6 separately and silently skips a taken IPv4 port,
+    # so a conflict must be caught here, before it starts.
+    for mapping in ports:
+        check_port_free(mapping.protocol, mapping.host_ip, mapping.host_port)
     try:
         os.unlink(pid_file)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ for `-p CTRPORT` / `-P`, so a conflict fails before anything is started. Stdlib 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -44,7 +45,7 @@ def bind_error(
 ) -> PortInUse:
     """The one-line error podman prints when a published port cannot be bound."""
     if rootless is None:
-        rootless = in_user_namespace()
+        rootless = os.geteuid() != 0 or in_user_namespace()
     reason = _BIND_ERRORS.get(err.errno or 0, err.strerror or str(err))
     addr = f"{format_host_addr(host_ip or '0.0.0.0')}:{port}"
     prefix = "rootlessport " if rootless else ""

@@ -34,6 +34,8 @@ IPV6_DNS = "fd00::3"
 STOP_GRACE = 1.0
 # Fds the child sees: slirp4netns is told these numbers on its command line.
 CHILD_READY_FD, CHILD_EXIT_FD = 3, 4
+# Progress lines slirp4netns prints on every start: never the reason for a failure.
+_CHATTER = ("WARNING:", "sent tapfd", "received tapfd", "Starting slirp", "*")
 
 
 class SlirpError(PodpyError):
@@ -118,7 +120,11 @@ class SlirpConfig:
         args = [binary, "--configure", f"--mtu={self.mtu}"]
         if not self.allow_host_loopback:
             args.append("--disable-host-loopback")
-        if self.enable_sandbox:
+        # The sandbox (a new mount namespace + pivot_root) needs slirp4netns to be root in
+        # the user namespace it ends up in: true as root and in PID mode (it joins the
+        # target's userns), false for an unprivileged caller naming a netns path.
+        joins_by_path = isinstance(target, str) and os.geteuid() != 0
+        if self.enable_sandbox and not joins_by_path:
             args.append("--enable-sandbox")
         if self.enable_seccomp:
             args.append("--enable-seccomp")
@@ -245,14 +251,15 @@ def read_log(fd: int, limit: int = 4096) -> str:
 
 
 def log_reason(text: str) -> str:
-    """The useful line of slirp4netns's output (it prints usage after a bad flag)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for line in lines:
+    """The useful part of slirp4netns's output: its last two non-chatter lines before any
+    usage text (it prints usage after a bad flag)."""
+    useful = []
+    for line in (ln.strip() for ln in text.splitlines()):
         if line.startswith("Usage:"):
             break
-        if not line.startswith("WARNING:"):
-            return line
-    return lines[-1] if lines else "no output"
+        if line and not line.startswith(_CHATTER):
+            useful.append(line)
+    return "; ".join(useful[-2:]) if useful else "no output"
 
 
 def _exec_child(argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent: int) -> None:
