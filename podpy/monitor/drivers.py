@@ -28,7 +28,10 @@ class RuntimeDriver:
         console_path = None
         listener = None
         if self.tty:
-            console_path = os.path.join(self.run_dir, "console.sock")
+            # The runtime connect()s to this path itself: keep it under sun_path's 108 bytes.
+            console_path = os.path.join(
+                os.path.dirname(os.path.dirname(self.run_dir)), f"console-{self.cid[:16]}.sock"
+            )
             try:
                 os.unlink(console_path)
             except FileNotFoundError:

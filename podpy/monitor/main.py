@@ -72,6 +72,30 @@ def _write_json_atomic(path: str, obj: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def bind_unix(sock: socket.socket, path: str) -> None:
+    """bind() even past the 108-byte sun_path limit, through /proc/self/fd of the directory."""
+    if len(path.encode()) < 100:
+        sock.bind(path)
+        return
+    dir_fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+    finally:
+        os.close(dir_fd)
+
+
+def connect_unix(sock: socket.socket, path: str) -> None:
+    """connect() counterpart of bind_unix."""
+    if len(path.encode()) < 100:
+        sock.connect(path)
+        return
+    dir_fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+    finally:
+        os.close(dir_fd)
+
+
 def _proc_start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat: tells a live process from a recycled pid."""
     with open(f"/proc/{pid}/stat", "rb") as f:
@@ -125,7 +149,7 @@ class Monitor:
         except FileNotFoundError:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
+        bind_unix(sock, path)
         os.chmod(path, 0o600)
         sock.listen(8)
         sock.setblocking(False)
@@ -488,4 +512,14 @@ def main(argv: List[str]) -> int:
     from podpy import linux
 
     linux.set_child_subreaper()
-    return Monitor(spec, sync_fd).run()
+    monitor = Monitor(spec, sync_fd)
+    try:
+        return monitor.run()
+    except Exception as err:  # a bug: the launching podpy must still hear about it
+        import traceback
+
+        traceback.print_exc()
+        message = f"internal error in the container monitor: {type(err).__name__}: {err}"
+        monitor._report({"error": message, "exit_code": 125})
+        sys.stderr.write(f"Error: {message}\n")
+        return 125
