@@ -313,7 +313,9 @@ def check_lock_covers(tree: Path, pins: Mapping[str, str]) -> None:
 
 
 def lock_digest() -> str:
-    return hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+    """Names the staged-wheel cache: the pins only, so editing comments keeps the cache."""
+    pins = "\n".join(f"{name}=={version}" for name, version in sorted(read_lock().items()))
+    return hashlib.sha256(pins.encode()).hexdigest()[:16]
 
 
 def stage_dependencies(cache_root: Path) -> Path:
@@ -353,6 +355,9 @@ def stage_dependencies(cache_root: Path) -> Path:
     if stage.exists():
         shutil.rmtree(stage)
     os.rename(tmp, stage)
+    for stale in cache_root.glob("deps-*"):
+        if stale != stage and (stale / ".complete").exists():
+            shutil.rmtree(stale, ignore_errors=True)  # an older lock's wheels
     return stage
 
 
