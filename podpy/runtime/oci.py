@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -86,6 +87,9 @@ class ExternalRuntime:
         if result.returncode != 0:
             message = (result.stderr or "").strip().splitlines()
             detail = message[-1] if message else f"exit status {result.returncode}"
+            found = re.search(r'msg="((?:[^"\\]|\\.)*)"', detail)
+            if found:  # logrus text format: time=... level=error msg="..."
+                detail = found.group(1).replace('\\"', '"')
             if "does not exist" in detail or "not found" in detail and args[0] != "create":
                 raise NoSuchObject(f"{self.name}: {detail}")
             raise PodpyError(f"{self.name}: {self.name} {args[0]} failed: {detail}")
@@ -103,31 +107,35 @@ class ExternalRuntime:
     ) -> int:
         import tempfile
 
-        own_pid_file = pid_file is None
-        if own_pid_file:
-            fd, pid_file = tempfile.mkstemp(prefix="podpy-pid-")
-            os.close(fd)
-        args = ["create", "--bundle", os.path.abspath(bundle), "--pid-file", pid_file]
+        # The container inherits create's stdio, so errors are read from runc's --log file
+        # instead of a stderr pipe (which the container would keep open).
+        scratch = tempfile.mkdtemp(prefix="podpy-oci-")
+        if pid_file is None:
+            pid_file = os.path.join(scratch, "pid")
+        log_file = os.path.join(scratch, "log.json")
+        argv = [self.path, "--log", log_file, "--log-format", "json"]
+        if self.root:
+            argv += ["--root", self.root]
+        argv += ["create", "--bundle", os.path.abspath(bundle), "--pid-file", pid_file]
         if console_socket:
-            args += ["--console-socket", console_socket]
+            argv += ["--console-socket", console_socket]
         if preserve_fds:
-            args += ["--preserve-fds", str(preserve_fds)]
+            argv += ["--preserve-fds", str(preserve_fds)]
+        argv.append(cid)
+        kwargs: Dict[str, Any] = {}
+        if stdio:
+            kwargs = {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
         try:
-            # stdio must stay untouched for the container: no capture unless stderr is ours.
-            if stdio:
-                self._call(*args, cid, stdio=stdio)
-            else:
-                result = subprocess.run(self._argv(*args, cid), stderr=subprocess.PIPE, text=True)
-                if result.returncode != 0:
-                    raise PodpyError(
-                        f"{self.name}: {self.name} create failed: "
-                        + ((result.stderr or "").strip().splitlines() or ["?"])[-1]
-                    )
+            try:
+                code = subprocess.run(argv, **kwargs).returncode
+            except FileNotFoundError as err:
+                raise MissingTool(f"OCI runtime {self.path} not found") from err
+            if code != 0:
+                raise _create_error(self.name, _last_log_message(log_file))
             with open(pid_file) as f:
                 return int(f.read().strip())
         finally:
-            if own_pid_file:
-                os.unlink(pid_file)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def start(self, cid: str) -> None:
         self._call("start", cid)
@@ -145,6 +153,43 @@ class ExternalRuntime:
 
     def delete(self, cid: str, force: bool = False) -> None:
         self._call("delete", *(["--force"] if force else []), cid)
+
+
+def _create_error(name: str, detail: str) -> PodpyError:
+    """podman's mapping of runtime errors: not found -> 127, not executable -> 126."""
+    from podpy.errors import CannotInvoke, CommandNotFound
+
+    prefix = f"{name}: " + (
+        "" if detail.startswith(f"{name} create failed") else f"{name} create failed: "
+    )
+    if (
+        "executable file not found" in detail
+        or "no such file or directory" in detail
+        and "exec:" in detail
+    ):
+        return CommandNotFound(
+            prefix + detail + ": OCI runtime attempted to invoke a command that was not found"
+        )
+    if "permission denied" in detail and "exec:" in detail:
+        return CannotInvoke(prefix + detail + ": OCI permission denied")
+    return PodpyError(prefix + detail)
+
+
+def _last_log_message(path: str) -> str:
+    """The last error message of a runc-style JSON log (one object per line)."""
+    message = "unknown error"
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") in ("error", "fatal") and entry.get("msg"):
+                    message = entry["msg"]
+    except OSError:
+        pass
+    return message
 
 
 BUILTIN_NAMES = ("podpy", "builtin", "", None)

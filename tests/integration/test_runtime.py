@@ -560,3 +560,47 @@ def test_pause_resume_and_force_delete_as_root(rootful: Any, probe_binary: Path)
     assert not freezer.parent.exists()
     shutil.rmtree(base, ignore_errors=True)
     shutil.rmtree(box.state_root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("runtime", ["podpy", "runc"])
+def test_python_api_of_both_backends(rootful: Any, probe_binary: Path, runtime: str) -> None:
+    from podpy.errors import CommandNotFound, InvalidState, NoSuchObject, PodpyError
+    from podpy.runtime.oci import get_runtime
+
+    base = rootful.home / f"api-{runtime}"
+    base.mkdir()
+    box = Containers(rootful, base, probe_binary)
+    backend = get_runtime(runtime, root=str(base / "state"))
+    bundle = box.bundle(command=["sleep", "60"])
+    cid = "api" + uuid.uuid4().hex[:8]
+    with open(base / "out", "wb") as out:
+        pid = backend.create(str(bundle), cid, stdio=(0, out.fileno(), out.fileno()))
+    try:
+        state = backend.state(cid)
+        assert (state["status"], state["pid"], state["id"]) == ("created", pid, cid)
+        backend.start(cid)
+        assert backend.state(cid)["status"] == "running"
+        if runtime == "podpy":
+            with pytest.raises(InvalidState):
+                backend.delete(cid)
+        else:
+            with pytest.raises(PodpyError):
+                backend.delete(cid)
+        backend.kill(cid, 9)
+        for _ in range(200):
+            if backend.state(cid)["status"] == "stopped":
+                break
+            time.sleep(0.02)
+        assert backend.state(cid)["status"] == "stopped"
+    finally:
+        backend.delete(cid, force=True)
+    with pytest.raises(NoSuchObject):
+        backend.state(cid)
+    missing = box.bundle(command=["nosuchcommand"])
+    with pytest.raises(CommandNotFound) as info:
+        with open(base / "out", "wb") as out:
+            backend.create(str(missing), cid + "x", stdio=(0, out.fileno(), out.fileno()))
+    assert info.value.exit_code == 127
+    assert str(info.value).startswith(f"{runtime}: {runtime} create failed: unable to start")
+    assert 'exec: "nosuchcommand": executable file not found in $PATH' in str(info.value)
+    shutil.rmtree(base, ignore_errors=True)
