@@ -628,6 +628,12 @@ def _validate(config: Dict[str, Any], bundle: str) -> None:
         seen.add(kind)
         if ns.get("path") and not os.path.exists(ns["path"]):
             raise PodpyError(f"config.json: namespace path {ns['path']} does not exist")
+    for mount in config.get("mounts") or []:
+        if mount.get("uidMappings") or mount.get("gidMappings"):
+            raise PodpyError(
+                f"config.json: idmapped mount for {mount.get('destination')} is not supported by the built-in runtime",
+                hint="drop the mount's uidMappings/gidMappings, or use --runtime runc",
+            )
     import resource
 
     for limit in process.get("rlimits") or []:
