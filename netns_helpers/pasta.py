@@ -90,6 +90,7 @@ class PastaProcess:
         self.ready_seconds = ready_seconds
         self._log_fd = log_fd
         self._reaped = False
+        self.ports: List[PortMapping] = []  # what start_user_network() published
 
     def alive(self) -> bool:
         if self._reaped:

@@ -17,11 +17,14 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from netns_helpers.ports import bind_error, check_port_free
-from podpy.engine.network_opts import PortMapping
+from netns_helpers.ports import bind_error, check_port_free, resolve_host_ports
+from podpy.engine.network_opts import MODE_PASTA, MODE_SLIRP, NetworkSpec, PortMapping
 from podpy.errors import MissingTool, PodpyError
+
+if TYPE_CHECKING:
+    from netns_helpers.pasta import PastaProcess
 
 DEFAULT_MTU = 65520
 DEFAULT_CIDR = "10.0.2.0/24"
@@ -170,6 +173,7 @@ class SlirpProcess:
         self.ready_seconds = ready_seconds
         self._log_fd = log_fd
         self._reaped = False
+        self.ports: List[PortMapping] = []  # what start_user_network() published
 
     def add_port_forward(
         self, protocol: str, host_addr: str, host_port: int, guest_port: int
@@ -471,3 +475,59 @@ def remove_port_forward(api_socket: str, forward_id: int) -> None:
     reply = api_request(api_socket, {"execute": "remove_hostfwd", "arguments": {"id": forward_id}})
     if "error" in reply:
         raise SlirpError(f"slirp4netns: {reply['error'].get('desc', reply['error'])}")
+
+
+# --- one call for the monitor ---------------------------------------------------------------------
+
+# AF_UNIX paths hold at most 107 bytes; a deep run dir gets its socket in /tmp instead.
+_MAX_SOCKET_PATH = 100
+
+
+def start_user_network(
+    spec: NetworkSpec,
+    target: Union[int, str],
+    run_dir: str,
+    *,
+    userns_path: Optional[str] = None,
+) -> Union[SlirpProcess, PastaProcess]:
+    """Start slirp4netns or pasta for a container per its NetworkSpec and publish its ports.
+
+    Host ports still 0 are picked here (better: the engine calls ports.resolve_host_ports()
+    before starting anything, and stores the result for `podpy port`). The returned process
+    has `.ports`, the published mappings; call its stop() when the container exits. Logs go
+    to RUN_DIR/slirp4netns.log or RUN_DIR/pasta.log. On failure nothing is left running.
+    """
+    ports = spec.ports
+    if any(m.host_port == 0 for m in ports):
+        ports = resolve_host_ports(ports)
+    if spec.mode == MODE_PASTA:
+        from netns_helpers.pasta import start_pasta
+
+        process: Union[SlirpProcess, PastaProcess] = start_pasta(
+            target,
+            ports,
+            spec.options.get("args") or [],
+            pid_file=os.path.join(run_dir, "pasta.pid"),
+            userns_path=userns_path,
+            log_path=os.path.join(run_dir, "pasta.log"),
+        )
+    elif spec.mode == MODE_SLIRP:
+        api_socket = os.path.join(run_dir, "slirp4netns.sock")
+        if len(api_socket) > _MAX_SOCKET_PATH:
+            api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}.sock"
+        process = start_slirp4netns(
+            target,
+            SlirpConfig.from_options(spec.options, spec.mac_address),
+            api_socket,
+            userns_path=userns_path,
+            log_path=os.path.join(run_dir, "slirp4netns.log"),
+        )
+        try:
+            process.publish(ports)
+        except BaseException:
+            process.stop()
+            raise
+    else:
+        raise ValueError(f"network mode {spec.mode!r} needs no user-mode network helper")
+    process.ports = list(ports)
+    return process

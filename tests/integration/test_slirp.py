@@ -115,6 +115,19 @@ try:
         out["mtu"] = subprocess.run(["nsenter", "-t", str(h.pid), "-n"] + (["-U", "--preserve-credentials"] if (ROOTLESS or "userns" in scenario) else []) + ["ip", "-o", "link", "show", "tap0"], capture_output=True, text=True).stdout
         proc.stop()
         out["socket_left"] = os.path.exists(sock_path)
+    elif scenario.startswith("spec-"):
+        mode = scenario.split("-")[1]
+        httpd = nsenter(h.pid, ["busybox", "httpd", "-f", "-p", "80", "-h", os.path.join(workdir, "www")])
+        procs.append(httpd)
+        spec = parse_network_spec(mode, rootless=True, publish=["80"])
+        spec = type(spec).from_dict(json.loads(json.dumps(spec.to_dict())))  # as the monitor gets it
+        proc = slirp.start_user_network(spec, h.pid, workdir)
+        out["pid"], out["ports"] = proc.pid, [str(m) for m in proc.ports]
+        wait_listening(h.pid, 80, "tcp")
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.ports[0].host_port}/index.html", timeout=10) as r:
+            out["http"] = r.read().decode()
+        out["log"] = os.path.exists(os.path.join(workdir, mode + ".log"))
+        proc.stop()
     elif scenario == "conflict":
         taken = socket.socket()
         taken.bind(("0.0.0.0", 0))
@@ -292,6 +305,18 @@ def test_netns_path_form(who: Runner, workdir: Path, shared_tmp: Path) -> None:
     # --netns-type=path; rootless also needs --userns-path to be allowed into the namespace.
     out = drive(who, "forward-path", workdir, shared_tmp)
     assert out["http"] == f"hello from {workdir.name}\n" and out["udp"] == "echo:ping"
+
+
+@pytest.mark.parametrize("mode", ["slirp4netns", "pasta"])
+def test_start_user_network_from_a_spec(
+    mode: str, who: Runner, workdir: Path, shared_tmp: Path
+) -> None:
+    # pasta (2023) cannot join a netns owned by the initial user namespace: root gives it one
+    suffix = "-userns" if mode == "pasta" and who.user is None else ""
+    out = drive(who, f"spec-{mode}{suffix}", workdir, shared_tmp)
+    assert out["http"] == f"hello from {workdir.name}\n"
+    assert len(out["ports"]) == 1 and out["ports"][0].startswith("80/tcp -> 0.0.0.0:")
+    assert out["log"] is True
 
 
 def test_taken_host_port_is_one_clean_line(who: Runner, workdir: Path, shared_tmp: Path) -> None:
