@@ -197,6 +197,11 @@ def _prepare(ctx: InitContext) -> int:
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
 
+    process = config.get("process") or {}
+    cwd = process.get("cwd") or "/"
+    if not os.path.isdir(cwd):
+        # Created before a read-only remount of the root could forbid it (runc does the same).
+        os.makedirs(cwd, 0o755, exist_ok=True)
     for key, value in (linux_cfg.get("sysctl") or {}).items():
         path = "/proc/sys/" + key.replace(".", "/")
         with open(path, "w") as f:
@@ -212,13 +217,9 @@ def _prepare(ctx: InitContext) -> int:
         for flag in flags:
             linux.mount(None, "/", None, flag)
 
-    process = config.get("process") or {}
     if process.get("terminal"):
         _setup_terminal(ctx, process)
     _resolve_executable(process)
-    cwd = process.get("cwd") or "/"
-    if not os.path.isdir(cwd):
-        os.makedirs(cwd, 0o755, exist_ok=True)
     os.chdir(cwd)
 
     _send(ctx.sync, {"ready": True})

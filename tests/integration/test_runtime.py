@@ -303,13 +303,14 @@ def test_custom_seccomp_profile_read_only_root_and_tmpfs(
     )
     script = (
         "/bin/probe mkdir; touch /rootfile 2>/dev/null && echo ROOT=rw || echo ROOT=ro;"
-        " echo x > /scratch/f && echo TMPFS=rw; exit 7"
+        " echo x > /scratch/f && echo TMPFS=rw; echo CWD=$(pwd); exit 7"
     )
     bundle = containers.bundle(
         command=["sh", "-c", script],
         seccomp_profile=str(profile),
         read_only=True,
         tmpfs=["/scratch"],
+        workdir="/new/work/dir",  # missing in the image: created before the read-only remount
     )
     result = containers.run(runtime, bundle)
     assert result.returncode == 7, result.stderr
@@ -317,6 +318,7 @@ def test_custom_seccomp_profile_read_only_root_and_tmpfs(
     assert got["mkdir"] == str(EACCES)
     assert got["ROOT"] == "ro"
     assert got["TMPFS"] == "rw"
+    assert got["CWD"] == "/new/work/dir"
 
 
 def test_missing_and_non_executable_entrypoints(containers: Containers) -> None:
