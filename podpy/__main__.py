@@ -7,10 +7,9 @@ otherwise the CLI. `--version` is answered here so it never pays for typer.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # no `typing` import: start-up matters
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "__monitor":
         from podpy.monitor.main import main as monitor_main
