@@ -185,6 +185,8 @@ def _prepare(ctx: InitContext) -> int:
         if not reply.startswith(b'{"continue"'):
             os._exit(1)
 
+    if _new_ns(linux_cfg, "network"):
+        _loopback_up()
     if config.get("hostname") and _new_ns(linux_cfg, "uts"):
         linux.sethostname(config["hostname"])
     if config.get("domainname") and _new_ns(linux_cfg, "uts"):
@@ -225,6 +227,15 @@ def _prepare(ctx: InitContext) -> int:
     _send(ctx.sync, {"ready": True})
     ctx.sync.close()
     return exec_fd
+
+
+def _loopback_up() -> None:
+    """A fresh network namespace has `lo` down; podman brings it up even for --network none."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
 
 def _new_ns(linux_cfg: Dict[str, Any], kind: str) -> bool:

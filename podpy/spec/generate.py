@@ -558,8 +558,13 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
         linux["resources"] = resources
     if not rootless or cgroups.can_manage(True):
         linux["cgroupsPath"] = opts.cgroups_path or f"/podpy_parent/podpy-{opts.container_id}"
-    if opts.sysctls:
-        linux["sysctl"] = dict(opts.sysctls)
+    sysctls: Dict[str, str] = {}
+    if opts.network_ns is None:
+        # containers.conf default_sysctls (podman sets it only with a private netns): ping works.
+        sysctls["net.ipv4.ping_group_range"] = "0 0"
+    sysctls.update(opts.sysctls)
+    if sysctls:
+        linux["sysctl"] = sysctls
     seccomp_section = _seccomp(opts, cap_list)
     if seccomp_section is not None:
         linux["seccomp"] = seccomp_section

@@ -229,6 +229,8 @@ echo KEYSMNT=$(grep -c ' /proc/keys ' /proc/self/mountinfo)
 if echo x > /proc/sys/kernel/domainname 2>/dev/null; then echo PROCSYS=rw; else echo PROCSYS=ro; fi
 /bin/probe add_key personality personality_ok unshare keyctl
 echo hello > /data/fromcontainer && echo WROTE=yes
+echo LOUP=$(ip -o link show lo | grep -c '<LOOPBACK,UP')
+echo PINGRANGE=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\t' ' ')
 """
 
 
@@ -269,6 +271,9 @@ def test_default_security_and_isolation(containers: Containers, runtime: str) ->
     # podman's profile (containers-common) allows keyctl; it must match, not be stricter.
     assert got["keyctl"] == "0"
     assert got["WROTE"] == "yes"
+    assert got["PINGRANGE"] == "0 0"  # containers.conf default_sysctls
+    if runtime == "podpy":
+        assert got["LOUP"] == "1"  # runc leaves lo down: podman's network setup raises it
     owner = (data / "fromcontainer").stat()
     assert owner.st_uid == containers.runner.uid
 
