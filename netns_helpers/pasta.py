@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import time
 from typing import List, Optional, Sequence, Union
 
-from netns_helpers.ports import check_port_free
-from netns_helpers.slirp import STOP_GRACE, log_reason, open_log, read_log, spawn_tied
-from podpy.engine.network_opts import PortMapping
+from netns_helpers.ports import PortLike, check_port_free, port_fields
+from netns_helpers.slirp import STOP_GRACE, log_reason, open_log, read_log, spawn_tied, which
 from podpy.errors import MissingTool, PodpyError
 
 READY_TIMEOUT = 10.0
@@ -33,7 +31,7 @@ class PastaError(PodpyError):
 
 
 def find_pasta(binary: Optional[str] = None) -> str:
-    path = binary or shutil.which("pasta")
+    path = binary or which("pasta")
     if not path or not os.access(path, os.X_OK):
         raise MissingTool(
             'pasta not found: install the "passt" package',
@@ -42,16 +40,17 @@ def find_pasta(binary: Optional[str] = None) -> str:
     return path
 
 
-def _port_spec(mapping: PortMapping) -> str:
+def _port_spec(port: PortLike) -> str:
     """pasta's `[ADDR/]HOSTPORT:CTRPORT`."""
-    address = f"{mapping.host_ip}/" if mapping.host_ip else ""
-    return f"{address}{mapping.host_port}:{mapping.container_port}"
+    host_ip, host_port, container_port, _ = port_fields(port)
+    address = f"{host_ip}/" if host_ip else ""
+    return f"{address}{host_port}:{container_port}"
 
 
 def pasta_argv(
     binary: str,
     target: Union[int, str],
-    ports: Sequence[PortMapping],
+    ports: Sequence[PortLike],
     pid_file: str,
     extra_args: Sequence[str] = (),
     userns_path: Optional[str] = None,
@@ -59,7 +58,7 @@ def pasta_argv(
     args = [binary, "--foreground", "--config-net", "--dns-forward", DNS_FORWARD]
     user_sets = {a for a in extra_args if a in _PORT_OPTIONS}
     for proto, flag, long_flag in (("tcp", "-t", "--tcp-ports"), ("udp", "-u", "--udp-ports")):
-        specs = [_port_spec(m) for m in ports if m.protocol == proto]
+        specs = [_port_spec(m) for m in ports if port_fields(m)[3] == proto]
         for spec in specs:
             args += [flag, spec]
         if not specs and not user_sets & {flag, long_flag}:
@@ -90,7 +89,7 @@ class PastaProcess:
         self.ready_seconds = ready_seconds
         self._log_fd = log_fd
         self._reaped = False
-        self.ports: List[PortMapping] = []  # what start_user_network() published
+        self.ports: List[PortLike] = []  # what start_user_network() published
 
     def alive(self) -> bool:
         if self._reaped:
@@ -142,7 +141,7 @@ def _pid_file_written(path: str) -> bool:
 
 def start_pasta(
     target: Union[int, str],
-    ports: Sequence[PortMapping] = (),
+    ports: Sequence[PortLike] = (),
     extra_args: Sequence[str] = (),
     *,
     pid_file: str,
@@ -153,13 +152,14 @@ def start_pasta(
 ) -> PastaProcess:
     """Start pasta for `target` (a PID, or a netns path plus `userns_path` when rootless)
     forwarding `ports` (host ports resolved: no 0), and wait until the namespace is set up."""
-    if any(m.host_port == 0 for m in ports):
+    fields = [port_fields(p) for p in ports]
+    if any(host_port == 0 for _, host_port, _, _ in fields):
         raise ValueError("resolve host ports (ports.resolve_host_ports) before start_pasta")
     path = find_pasta(binary)
     # pasta (2023) binds IPv4 and IPv6 separately and silently skips a taken IPv4 port,
     # so a conflict must be caught here, before it starts.
-    for mapping in ports:
-        check_port_free(mapping.protocol, mapping.host_ip, mapping.host_port)
+    for host_ip, host_port, _, protocol in fields:
+        check_port_free(protocol, host_ip, host_port)
     try:
         os.unlink(pid_file)
     except FileNotFoundError:
@@ -191,13 +191,13 @@ def start_pasta(
     return process
 
 
-def _raise_failure(log: str, ports: Sequence[PortMapping]) -> None:
+def _raise_failure(log: str, ports: Sequence[PortLike]) -> None:
     match = _BIND_FAILURE_RE.search(log)
     if match:
         port = int(match.group(1))
-        for mapping in ports:
-            if mapping.host_port == port:
-                check_port_free(mapping.protocol, mapping.host_ip, port)  # raises PortInUse
+        for host_ip, host_port, _, protocol in map(port_fields, ports):
+            if host_port == port:
+                check_port_free(protocol, host_ip, port)  # raises PortInUse
     lines = [ln for ln in log.splitlines() if ln.strip() and "syslog" not in ln]
     reason = lines[-1].strip() if lines else "no output"
     hint = None

@@ -7,10 +7,27 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
-from podpy.engine.network_opts import PortMapping, format_host_addr
 from podpy.errors import PodpyError
+
+if TYPE_CHECKING:
+    from podpy.engine.network_opts import PortMapping
+
+# A published port as a PortMapping or its JSON form (what the monitor reads from its spec);
+# the monitor-side code takes both so it need not import the parser (dataclasses, ipaddress).
+PortLike = Union["PortMapping", Mapping[str, Any]]
 
 # Go's wording for the errnos a bind can fail with (what podman users see).
 _BIND_ERRORS = {
@@ -30,6 +47,18 @@ class PortInUse(PodpyError):
         self.protocol = protocol
 
 
+def port_fields(port: PortLike) -> Tuple[str, int, int, str]:
+    """(host_ip, host_port, container_port, protocol) of a PortMapping or its dict form."""
+    if isinstance(port, Mapping):
+        return (
+            str(port.get("host_ip", "")),
+            int(port.get("host_port", 0)),
+            int(port["container_port"]),
+            str(port.get("protocol", "tcp")),
+        )
+    return port.host_ip, port.host_port, port.container_port, port.protocol
+
+
 def in_user_namespace() -> bool:
     """True when running rootless (in a user namespace other than the initial one)."""
     try:
@@ -47,7 +76,8 @@ def bind_error(
     if rootless is None:
         rootless = os.geteuid() != 0 or in_user_namespace()
     reason = _BIND_ERRORS.get(err.errno or 0, err.strerror or str(err))
-    addr = f"{format_host_addr(host_ip or '0.0.0.0')}:{port}"
+    ip = host_ip or "0.0.0.0"
+    addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
     prefix = "rootlessport " if rootless else ""
     message = f"{prefix}listen {protocol} {addr}: bind: {reason}"
     if err.errno == errno.EACCES:
@@ -111,23 +141,23 @@ def find_free_port(
 
 
 def resolve_host_ports(
-    ports: Sequence[PortMapping], rootless: Optional[bool] = None
+    ports: Sequence[PortLike], rootless: Optional[bool] = None
 ) -> List[PortMapping]:
     """Check every fixed host port is free and give every host_port 0 a free port.
 
     Returns new mappings; raises PortInUse naming the first port that cannot be bound.
     """
-    taken: Set[Tuple[str, int]] = {(m.protocol, m.host_port) for m in ports if m.host_port}
+    from podpy.engine.network_opts import PortMapping
+
+    fields = [port_fields(p) for p in ports]
+    taken: Set[Tuple[str, int]] = {(proto, hport) for _, hport, _, proto in fields if hport}
     resolved: List[PortMapping] = []
-    for mapping in ports:
-        if mapping.host_port:
-            check_port_free(mapping.protocol, mapping.host_ip, mapping.host_port, rootless)
-            resolved.append(mapping)
-            continue
-        used = {port for proto, port in taken if proto == mapping.protocol}
-        port = find_free_port(mapping.protocol, mapping.host_ip, used)
-        taken.add((mapping.protocol, port))
-        resolved.append(
-            PortMapping(mapping.host_ip, port, mapping.container_port, mapping.protocol)
-        )
+    for host_ip, host_port, container_port, protocol in fields:
+        if host_port:
+            check_port_free(protocol, host_ip, host_port, rootless)
+        else:
+            used = {port for proto, port in taken if proto == protocol}
+            host_port = find_free_port(protocol, host_ip, used)
+            taken.add((protocol, host_port))
+        resolved.append(PortMapping(host_ip, host_port, container_port, protocol))
     return resolved

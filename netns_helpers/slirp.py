@@ -12,19 +12,21 @@ import fcntl
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from netns_helpers.ports import bind_error, check_port_free, resolve_host_ports
-from podpy.engine.network_opts import MODE_PASTA, MODE_SLIRP, NetworkSpec, PortMapping
+from netns_helpers.ports import PortLike, bind_error, check_port_free, port_fields
 from podpy.errors import MissingTool, PodpyError
 
 if TYPE_CHECKING:
     from netns_helpers.pasta import PastaProcess
+    from podpy.engine.network_opts import NetworkSpec
+
+# NetworkSpec.mode values (podpy.engine.network_opts), repeated here so the monitor need not
+# import the parser.
+_MODE_SLIRP, _MODE_PASTA = "slirp4netns", "pasta"
 
 DEFAULT_MTU = 65520
 DEFAULT_CIDR = "10.0.2.0/24"
@@ -45,9 +47,18 @@ class SlirpError(PodpyError):
     """slirp4netns could not be started or refused a request."""
 
 
+def which(name: str) -> Optional[str]:
+    """shutil.which() without importing shutil (the monitor's memory budget)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def find_slirp4netns(binary: Optional[str] = None) -> str:
     """Absolute path of slirp4netns, or MissingTool naming the package."""
-    path = binary or shutil.which("slirp4netns")
+    path = binary or which("slirp4netns")
     if not path or not os.access(path, os.X_OK):
         raise MissingTool(
             'slirp4netns not found: install the "slirp4netns" package',
@@ -65,19 +76,31 @@ def _int_to_ipv4(value: int) -> str:
     return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
 
 
-@dataclass
 class SlirpConfig:
     """slirp4netns settings; built from NetworkSpec.options via from_options()."""
 
-    mtu: int = DEFAULT_MTU
-    allow_host_loopback: bool = False
-    enable_ipv6: bool = False
-    cidr: str = DEFAULT_CIDR
-    outbound_addr: Optional[str] = None
-    outbound_addr6: Optional[str] = None
-    mac_address: Optional[str] = None
-    enable_sandbox: bool = True
-    enable_seccomp: bool = True
+    def __init__(
+        self,
+        mtu: int = DEFAULT_MTU,
+        allow_host_loopback: bool = False,
+        enable_ipv6: bool = False,
+        cidr: str = DEFAULT_CIDR,
+        outbound_addr: Optional[str] = None,
+        outbound_addr6: Optional[str] = None,
+        mac_address: Optional[str] = None,
+        enable_sandbox: bool = True,
+        enable_seccomp: bool = True,
+    ):
+        # A plain class, not a dataclass: `dataclasses` costs the monitor ~1.7 MiB.
+        self.mtu = mtu
+        self.allow_host_loopback = allow_host_loopback
+        self.enable_ipv6 = enable_ipv6
+        self.cidr = cidr
+        self.outbound_addr = outbound_addr
+        self.outbound_addr6 = outbound_addr6
+        self.mac_address = mac_address
+        self.enable_sandbox = enable_sandbox
+        self.enable_seccomp = enable_seccomp
 
     @classmethod
     def from_options(
@@ -173,7 +196,7 @@ class SlirpProcess:
         self.ready_seconds = ready_seconds
         self._log_fd = log_fd
         self._reaped = False
-        self.ports: List[PortMapping] = []  # what start_user_network() published
+        self.ports: List[PortLike] = []  # what start_user_network() published
 
     def add_port_forward(
         self, protocol: str, host_addr: str, host_port: int, guest_port: int
@@ -189,15 +212,12 @@ class SlirpProcess:
             guest_addr=self.config.guest_address,
         )
 
-    def publish(self, ports: Sequence[PortMapping]) -> List[int]:
+    def publish(self, ports: Sequence[PortLike]) -> List[int]:
         """Forward every mapping (host ports must be resolved: no 0); returns the forward ids."""
         ids = []
-        for mapping in ports:
-            ids.append(
-                self.add_port_forward(
-                    mapping.protocol, mapping.host_ip, mapping.host_port, mapping.container_port
-                )
-            )
+        for port in ports:
+            host_ip, host_port, container_port, protocol = port_fields(port)
+            ids.append(self.add_port_forward(protocol, host_ip, host_port, container_port))
         return ids
 
     def alive(self) -> bool:
@@ -484,40 +504,54 @@ _MAX_SOCKET_PATH = 100
 
 
 def start_user_network(
-    spec: NetworkSpec,
+    spec: Union[NetworkSpec, Mapping[str, Any]],
     target: Union[int, str],
     run_dir: str,
     *,
     userns_path: Optional[str] = None,
 ) -> Union[SlirpProcess, PastaProcess]:
-    """Start slirp4netns or pasta for a container per its NetworkSpec and publish its ports.
+    """Start slirp4netns or pasta for a container per its NetworkSpec (or the spec's JSON
+    dict, as the monitor reads it) and publish its ports.
 
     Host ports still 0 are picked here (better: the engine calls ports.resolve_host_ports()
     before starting anything, and stores the result for `podpy port`). The returned process
     has `.ports`, the published mappings; call its stop() when the container exits. Logs go
     to RUN_DIR/slirp4netns.log or RUN_DIR/pasta.log. On failure nothing is left running.
     """
-    ports = spec.ports
-    if any(m.host_port == 0 for m in ports):
-        ports = resolve_host_ports(ports)
-    if spec.mode == MODE_PASTA:
+    if isinstance(spec, Mapping):
+        mode = str(spec["mode"])
+        options: Mapping[str, Any] = spec.get("options") or {}
+        ports: List[PortLike] = list(spec.get("ports") or [])
+        mac_address = spec.get("mac_address")
+    else:
+        mode, options, ports, mac_address = (
+            spec.mode,
+            spec.options,
+            list(spec.ports),
+            spec.mac_address,
+        )
+    if any(port_fields(p)[1] == 0 for p in ports):
+        from netns_helpers.ports import resolve_host_ports
+
+        ports = list(resolve_host_ports(ports))
+    if mode == _MODE_PASTA:
         from netns_helpers.pasta import start_pasta
 
         process: Union[SlirpProcess, PastaProcess] = start_pasta(
             target,
             ports,
-            spec.options.get("args") or [],
+            options.get("args") or [],
             pid_file=os.path.join(run_dir, "pasta.pid"),
             userns_path=userns_path,
             log_path=os.path.join(run_dir, "pasta.log"),
         )
-    elif spec.mode == MODE_SLIRP:
+    elif mode == _MODE_SLIRP:
         api_socket = os.path.join(run_dir, "slirp4netns.sock")
         if len(api_socket) > _MAX_SOCKET_PATH:
             api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}.sock"
         process = start_slirp4netns(
             target,
-            SlirpConfig.from_options(spec.options, spec.mac_address),
+            SlirpConfig.from_options(options, mac_address),
             api_socket,
             userns_path=userns_path,
             log_path=os.path.join(run_dir, "slirp4netns.log"),
@@ -528,6 +562,6 @@ def start_user_network(
             process.stop()
             raise
     else:
-        raise ValueError(f"network mode {spec.mode!r} needs no user-mode network helper")
-    process.ports = list(ports)
+        raise ValueError(f"network mode {mode!r} needs no user-mode network helper")
+    process.ports = ports
     return process

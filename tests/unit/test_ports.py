@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Iterator, List, Tuple
 
 import pytest
@@ -293,3 +296,20 @@ def test_in_user_namespace_reads_uid_map() -> None:
     with open("/proc/self/uid_map") as f:
         initial = f.read().split()[:3] == ["0", "0", "4294967295"]
     assert ports.in_user_namespace() is (not initial)
+
+
+@pytest.mark.parametrize("module", ["netns_helpers.slirp", "netns_helpers.pasta"])
+def test_monitor_side_modules_stay_light(module: str) -> None:
+    # The monitor imports these for the container's whole life: no parser (dataclasses,
+    # ipaddress), no shutil/subprocess, and never pyroute2.
+    repo = str(Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {repo!r}); import {module}; "
+        "print(' '.join(m for m in ('dataclasses', 'ipaddress', 'shutil', 'subprocess', "
+        "'pyroute2', 'podpy.engine') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
