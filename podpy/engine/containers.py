@@ -395,7 +395,11 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
         ) from err
     _event(eng, row, "create")
     if opts.cidfile:
-        _write_cidfile(opts.cidfile, cid)
+        try:
+            _write_cidfile(opts.cidfile, cid)
+        except PodpyError:
+            remove(eng, cid, force=True)  # nothing half-made: no container without its cidfile
+            raise
     return eng.db.get("containers", cid) or row
 
 
@@ -405,6 +409,10 @@ def _write_cidfile(path: str, cid: str) -> None:
     except FileExistsError as err:
         raise PodpyError(
             f"container id file exists. Ensure another container is not using it or delete {path}"
+        ) from err
+    except OSError as err:
+        raise PodpyError(
+            f"opening CIDFile {path}: {err.strerror}", hint="choose a writable --cidfile path"
         ) from err
     with os.fdopen(fd, "w") as f:
         f.write(cid)
