@@ -286,11 +286,11 @@ def log_reason(text: str) -> str:
     return "; ".join(useful[-2:]) if useful else "no output"
 
 
-def _exec_child(argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent: int) -> None:
+def _exec_child(
+    argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent: int, linux: Any
+) -> None:
     """In the forked child: arrange fds, tie our life to the parent's, exec. Never returns."""
     try:
-        from podpy import linux
-
         linux.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
             os._exit(1)
@@ -307,7 +307,7 @@ def _exec_child(argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent:
         os.dup2(high_log, 2)
         for target, source in high.items():
             os.dup2(source, target)
-        os.closerange(floor, 65536)
+        os.closerange(floor, max(65536, os.sysconf("SC_OPEN_MAX")))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         os.setsid()  # keep a terminal's Ctrl-C away from it; the monitor decides when it ends
@@ -320,10 +320,13 @@ def _exec_child(argv: List[str], fd_map: Mapping[int, int], log_fd: int, parent:
 def spawn_tied(argv: List[str], fd_map: Mapping[int, int], log_fd: int) -> int:
     """fork+exec `argv` with stdout/stderr on log_fd and `fd_map` {child fd: our fd}; the
     child gets SIGKILL when this process dies. Returns its pid (our child: reap it)."""
+    # Imported before fork: a child importing could deadlock on a lock another thread held.
+    from podpy import linux
+
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _exec_child(argv, fd_map, log_fd, parent)
+        _exec_child(argv, fd_map, log_fd, parent, linux)
     return pid
 
 
