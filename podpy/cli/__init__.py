@@ -56,9 +56,19 @@ def engine(ctx: typer.Context) -> Engine:
 
 
 def _register() -> None:
-    from podpy.cli import _groups, config_cmd, container, image, oci, reset, system, unshare
+    from podpy.cli import (
+        _groups,
+        config_cmd,
+        container,
+        image,
+        image_transfer,
+        oci,
+        reset,
+        system,
+        unshare,
+    )
 
-    for module in (system, unshare, reset, config_cmd, image, container, oci):
+    for module in (system, unshare, reset, config_cmd, image, image_transfer, container, oci):
         module.register(app)
     for name, group in _groups.ALL.items():
         if group.registered_commands or group.registered_groups:

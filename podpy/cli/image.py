@@ -165,9 +165,13 @@ def pull(
     max_parallel: int = typer.Option(
         0, "--max-parallel", hidden=True, help="Layers downloaded at once"
     ),
+    authfile: Optional[str] = typer.Option(
+        None, "--authfile", help="Path of the authentication file (default: podman's auth.json)"
+    ),
 ) -> None:
     """Pull an image from a registry."""
     from podpy.engine import images as image_engine
+    from podpy.image.auth import credential_lookup
     from podpy.image.manifest import parse_platform
     from podpy.image.pull import PullOptions
     from podpy.image.registry import static_credentials
@@ -176,7 +180,7 @@ def pull(
     options = PullOptions(
         platform=parse_platform(platform, os_name, arch, variant),
         tls_verify=_parse_bool(tls_verify, "--tls-verify"),
-        credentials=static_credentials(creds),
+        credentials=static_credentials(creds) or credential_lookup(None, authfile, eng.options.env),
         parallel=max_parallel,
         cert_dir=cert_dir,
     )
@@ -322,8 +326,15 @@ def inspect(
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="Format the output using a Go template or json"
     ),
+    raw: bool = typer.Option(False, "--raw", help="docker://: print the manifest as served"),
+    tls_verify: Optional[str] = typer.Option(
+        None, "--tls-verify", help="docker://: require HTTPS and verify certificates"
+    ),
+    creds: Optional[str] = typer.Option(None, "--creds", help="docker://: USERNAME:PASSWORD"),
+    authfile: Optional[str] = typer.Option(None, "--authfile", help="docker://: auth file"),
+    cert_dir: Optional[str] = typer.Option(None, "--cert-dir", help="docker://: CA directory"),
 ) -> None:
-    """Display the configuration of an image."""
+    """Display the configuration of an image (docker://REF: of a remote one, without pulling)."""
     import json
 
     from podpy.cli import print_error
@@ -335,10 +346,24 @@ def inspect(
     results = []
     errors: List[PodpyError] = []
     for image in images:
+        if image.startswith("docker://"):
+            from podpy.engine import image_transfer
+
+            remote_options = image_transfer.PushOptions(
+                _parse_bool(tls_verify, "--tls-verify"), creds, authfile, cert_dir
+            )
+            remote = image_transfer.inspect_remote(eng, image, remote_options, raw=raw)
+            if raw:
+                sys.stdout.write(remote.decode("utf-8", "replace") + "\n")
+            else:
+                results.append(remote)
+            continue
         try:
             results.append(image_engine.inspect(eng, image))
         except PodpyError as err:
             errors.append(err)
+    if raw and not errors and not results:
+        return
     if fmt and fmt.strip() != "json":
         for data in results:
             emit(data, fmt, lambda d: json.dumps(d, indent=4))
