@@ -60,6 +60,7 @@ def _register() -> None:
         _groups,
         config_cmd,
         container,
+        container_ops,
         image,
         image_transfer,
         oci,
@@ -68,7 +69,17 @@ def _register() -> None:
         unshare,
     )
 
-    for module in (system, unshare, reset, config_cmd, image, image_transfer, container, oci):
+    for module in (
+        system,
+        unshare,
+        reset,
+        config_cmd,
+        image,
+        image_transfer,
+        container,
+        container_ops,
+        oci,
+    ):
         module.register(app)
     for name, group in _groups.ALL.items():
         if group.registered_commands or group.registered_groups:

@@ -1,0 +1,174 @@
+"""`podpy exec`: check the container runs, build the exec'd process from its OCI config, start it
+through podpy.runtime.exec, and record the exec/exec_died events."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from podpy.errors import InvalidState, PodpyError
+
+if TYPE_CHECKING:
+    from podpy.engine import Engine
+
+
+class ExecOptions(NamedTuple):
+    """What `podpy exec` was asked for."""
+
+    command: Sequence[str]
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+    env: Sequence[str] = ()
+    env_files: Sequence[str] = ()
+    user: Optional[str] = None
+    workdir: Optional[str] = None
+    privileged: bool = False
+
+
+def read_oci_config(row: Dict[str, Any]) -> Dict[str, Any]:
+    """The container's config.json, as the monitor generated it for the running process."""
+    path = os.path.join(row["config"]["bundle"], "config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise PodpyError(
+            f"reading the OCI configuration of container {row['id'][:12]}: {err}",
+            hint="restart the container to regenerate it",
+        ) from err
+
+
+def cgroup_dirs(eng: Engine, row: Dict[str, Any]) -> List[str]:
+    """The container's cgroup directories, as the built-in runtime recorded them (none rootless v1)."""
+    path = os.path.join(eng.paths.run_root, "oci", row["id"], "state.json")
+    try:
+        with open(path) as f:
+            cgroup = json.load(f).get("cgroup") or {}
+    except (OSError, ValueError):
+        return []
+    return sorted(set((cgroup.get("paths") or {}).values()))
+
+
+def _merge_env(base: Sequence[str], extra: Sequence[str]) -> List[str]:
+    merged: Dict[str, str] = {}
+    for item in list(base) + list(extra):
+        key, _, value = item.partition("=")
+        merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _extra_env(opts: ExecOptions) -> List[str]:
+    from podpy.engine.containers import _read_env_file
+
+    env: List[str] = []
+    for path in opts.env_files:
+        env.extend(_read_env_file(path))
+    for item in opts.env:
+        if "=" in item:
+            env.append(item)
+        elif item in os.environ:  # `-e NAME` passes the host's value, as docker does
+            env.append(f"{item}={os.environ[item]}")
+    return env
+
+
+def build_process(row: Dict[str, Any], config: Dict[str, Any], opts: ExecOptions) -> Dict[str, Any]:
+    """The OCI process for the exec session: the container's own, with the command, the env
+    additions, -u, -w, -t and --privileged applied as podman does."""
+    from podpy.runtime import caps as capmod
+
+    process = dict(config.get("process") or {})
+    process["args"] = list(opts.command)
+    process["terminal"] = bool(opts.tty)
+    env = list(process.get("env") or [])
+    if opts.tty and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    user = dict(process.get("user") or {})
+    home = None
+    if opts.user:
+        from podpy.runtime.users import resolve_user
+
+        resolved = resolve_user(f"/proc/{row['pid']}/root", opts.user)
+        user = {
+            "uid": resolved.uid,
+            "gid": resolved.gid,
+            "additionalGids": resolved.additional_gids,
+            "umask": user.get("umask", 0o022),
+        }
+        home = resolved.home
+    if not any(e.startswith("HOME=") for e in env):
+        if home is None:
+            from podpy.runtime.users import resolve_user
+
+            home = resolve_user(f"/proc/{row['pid']}/root", str(user.get("uid", 0))).home
+        env.append(f"HOME={home or '/'}")
+    process["env"] = _merge_env(env, _extra_env(opts))
+    process["user"] = user
+    if opts.workdir:
+        if not opts.workdir.startswith("/"):
+            raise PodpyError(
+                f"workdir {opts.workdir!r} must be an absolute path",
+                hint="give -w an absolute path inside the container",
+            )
+        process["cwd"] = opts.workdir
+    spec_caps = process.get("capabilities") or {}
+    bounding = list(spec_caps.get("bounding") or [])
+    if opts.privileged:
+        bounding = capmod.all_capabilities()
+    if opts.privileged or opts.user:
+        # podman: a non-root exec user gets no effective capabilities unless added.
+        process["capabilities"] = capmod.spec_capabilities(bounding, int(user.get("uid", 0)))
+    return process
+
+
+def _event(eng: Engine, row: Dict[str, Any], status: str, **attrs: Any) -> None:
+    attrs.setdefault("image", row["config"].get("image_name") or "")
+    eng.db.add_event("container", status, name=row["name"], object_id=row["id"], attributes=attrs)
+
+
+def exec_in(eng: Engine, ref: str, opts: ExecOptions) -> Tuple[int, str]:
+    """Run opts.command in the running container `ref`; returns (its exit code, the session id).
+    Detached, the code is 0 once the command has started.
+
+    Raises InvalidState (125) unless the container runs, CommandNotFound (127) / CannotInvoke
+    (126) when the command cannot be started.
+    """
+    from podpy.engine.containers import lookup
+    from podpy.runtime import exec as rexec
+
+    if not opts.command:
+        raise PodpyError(
+            "must provide a non-empty command to start an exec session: invalid argument",
+            hint="podpy exec CONTAINER COMMAND [ARG...]",
+        )
+    row = lookup(eng, ref)
+    if row["status"] != "running" or not row.get("pid"):
+        raise InvalidState(
+            "can only create exec sessions on running containers: container state improper"
+        )
+    config = read_oci_config(row)
+    process = build_process(row, config, opts)
+    request = rexec.ExecRequest(
+        pid=int(row["pid"]),
+        process=process,
+        seccomp=(config.get("linux") or {}).get("seccomp"),
+        cgroup_dirs=cgroup_dirs(eng, row),
+        interactive=opts.interactive,
+        detach=opts.detach,
+        winsize=rexec.terminal_size() if opts.tty else None,
+    )
+    session = secrets.token_hex(32)
+    started = rexec.start(request)
+    _event(eng, row, "exec", execID=session)
+    if opts.detach:
+        if started.master >= 0:
+            os.close(started.master)
+        return 0, session
+    if opts.tty:
+        code = rexec.relay_pty(started, opts.interactive)
+    else:
+        code = rexec.wait(started.pid)
+    _event(eng, row, "exec_died", execID=session, exitCode=code)
+    return code, session
