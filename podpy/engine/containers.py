@@ -90,6 +90,7 @@ def run_dir(eng: Engine, cid: str) -> str:
 
 
 def _event(eng: Engine, row: Dict[str, Any], status: str, **attrs: Any) -> None:
+    attrs.setdefault("image", row["config"].get("image_name") or "")
     eng.db.add_event("container", status, name=row["name"], object_id=row["id"], attributes=attrs)
 
 
@@ -375,6 +376,15 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
     signal_number(config["stop_signal"])
     for sub in ("diff", "work", "merged", "userdata"):
         os.makedirs(os.path.join(cdir, sub), mode=0o700, exist_ok=True)
+    # The overlay's root directory takes the upper dir's mode: give it the image's `/` mode
+    # (0755), or a non-root --user could not even traverse `/`.
+    try:
+        root_mode = os.stat(lower[-1]).st_mode & 0o7777 if lower else 0o755
+    except OSError:
+        root_mode = 0o755
+    os.chmod(os.path.join(cdir, "diff"), root_mode)
+    # The overlay's root directory takes the upper dir's mode: 0700 would lock out `-u 1000`.
+    os.chmod(os.path.join(cdir, "diff"), 0o755)
     now = time.time()
     row = {
         "id": cid,
@@ -605,7 +615,9 @@ def stop(eng: Engine, ref: str, timeout: Optional[int] = None) -> Dict[str, Any]
     pid = row["pid"]
     try:
         if row["status"] == "paused":
-            os.kill(pid, signal.SIGCONT)
+            from podpy.engine.container_ops import thaw
+
+            thaw(eng, row)  # frozen tasks ignore every signal, SIGKILL included
         os.kill(pid, signal_number(config.get("stop_signal", "SIGTERM")))
     except ProcessLookupError:
         pass
@@ -661,6 +673,10 @@ def remove(eng: Engine, ref: str, force: bool = False, volumes: bool = False) ->
                 "paused containers cannot be removed without force: container state improper",
                 hint="stop it first, or use `podpy rm -f`",
             )
+        if row["status"] == "paused":
+            from podpy.engine.container_ops import thaw
+
+            thaw(eng, row)  # frozen tasks ignore every signal, SIGKILL included
         try:
             os.kill(row["pid"], signal.SIGKILL)
         except ProcessLookupError:
