@@ -316,6 +316,7 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
     image = _resolve_image(eng, opts, image_engine, progress)
     image_config = (image.config or {}).get("config") or {}
     fields = _run_options(eng, opts, image_config)
+    network = _network_spec(eng, opts, image_config)
     driver = _storage_driver(eng)
     cid = secrets.token_hex(32)
     name = name or _random_name(eng)
@@ -372,6 +373,7 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
         "labels": dict(opts.labels),
         "sdnotify": opts.sdnotify,
         "sig_proxy": opts.sig_proxy,
+        "network": network,
     }
     signal_number(config["stop_signal"])
     for sub in ("diff", "work", "merged", "userdata"):
@@ -411,6 +413,37 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
             remove(eng, cid, force=True)  # nothing half-made: no container without its cidfile
             raise
     return eng.db.get("containers", cid) or row
+
+
+def _network_spec(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]) -> Dict[str, Any]:
+    """--network/-p/-P/--dns/--add-host as the monitor needs them (netns_helpers reads it)."""
+    from podpy import log
+    from podpy.engine import network_opts as netopts
+
+    spec = netopts.parse_network_spec(
+        opts.network,
+        rootless=eng.paths.rootless,
+        publish=opts.publish,
+        publish_all_ports=opts.publish_all,
+        exposed=list((image_config.get("ExposedPorts") or {}).keys()),
+        add_hosts=opts.add_host,
+        dns=opts.dns,
+        dns_search=opts.dns_search,
+    )
+    if spec.mode == netopts.MODE_BRIDGE:
+        if spec.networks not in ([], [netopts.DEFAULT_NETWORK_NAME]):
+            raise PodpyError(
+                f"network {', '.join(spec.networks)} not found: user-defined networks are not "
+                "supported yet",
+                hint="use the default network, --network slirp4netns, pasta, host or none",
+            )
+        # No bridge yet: the default network as root is served by slirp4netns too, so
+        # outbound traffic and -p work the same way as rootless.
+        spec.mode, spec.options, spec.networks = netopts.MODE_SLIRP, {}, []
+    for warning in spec.warnings:
+        log.warn(warning)
+    spec.warnings = []
+    return spec.to_dict()
 
 
 def _write_cidfile(path: str, cid: str) -> None:
@@ -470,6 +503,16 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
             os.unlink(os.path.join(rdir, stale))
         except FileNotFoundError:
             pass
+    network = dict(config.get("network") or {"mode": "none"})
+    run_options = dict(config["run_options"])
+    run_options["network_ns"] = _network_namespace(eng, network)
+    if network.get("ports"):
+        from netns_helpers.ports import resolve_host_ports
+
+        # Fail before anything starts when a host port is taken; pick the random ones.
+        resolved = resolve_host_ports(network["ports"], rootless=eng.paths.rootless)
+        network["ports"] = [p.to_dict() for p in resolved]
+        eng.db.update_state("containers", row["id"], {"ports": network["ports"]})
     cleanup = None
     if config.get("remove"):
         cleanup = podpy_argv() + _global_args(eng) + ["container", "cleanup", "--rm", row["id"]]
@@ -479,7 +522,8 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "bundle": config["bundle"],
         "run_dir": rdir,
         "rootfs": config["rootfs"],
-        "run_options": config["run_options"],
+        "run_options": run_options,
+        "network": network,
         "image_config": (config.get("image_config") or {}).get("config") or {},
         "rootless": eng.paths.rootless,
         "runtime": config.get("runtime"),
@@ -498,6 +542,23 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
     path = os.path.join(rdir, "monitor.json")
     write_atomic(path, json.dumps(spec).encode(), mode=0o600)
     return path
+
+
+def _network_namespace(eng: Engine, network: Dict[str, Any]) -> Optional[str]:
+    """RunOptions.network_ns: None = a new netns, "host", or a netns path to join."""
+    mode = network.get("mode")
+    if mode == "host":
+        return "host"
+    if mode == "ns":
+        return str(network["options"]["target"])
+    if mode == "container":
+        target = lookup(eng, str(network["options"]["target"]))
+        if target["status"] not in RUNNING_STATES:
+            raise InvalidState(
+                f"container {target['name']} is not running: cannot join its network namespace"
+            )
+        return f"/proc/{target['pid']}/ns/net"
+    return None
 
 
 def _global_args(eng: Engine) -> List[str]:
