@@ -21,10 +21,9 @@ import io
 import os
 import shutil
 import stat
-import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from podpy import log
 from podpy.errors import PodpyError
@@ -95,6 +94,227 @@ def open_uncompressed(raw: BinaryIO) -> BinaryIO:
             hint="podpy has no zstd decoder; use a gzip or uncompressed variant of the image",
         )
     return buffered  # type: ignore[return-value]
+
+
+# --- a streaming tar reader ---------------------------------------------------------------
+#
+# tarfile spends most of an unpack parsing headers (~200 us each); images with tens of
+# thousands of small files need a leaner reader. This one handles ustar, pax (`x`/`g`,
+# incl. SCHILY.xattr), GNU long names (`L`/`K`) and base-256 numbers; sparse files are
+# refused. It reads strictly forward, so it works on a pipe of decompressed bytes.
+
+BLOCK = 512
+REGTYPES = (b"0", b"\0", b"7")
+_ZERO_BLOCK = bytes(BLOCK)
+
+
+class TarEntry:
+    """The subset of tarfile.TarInfo the applier uses."""
+
+    __slots__ = (
+        "name",
+        "linkname",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "mtime",
+        "type",
+        "devmajor",
+        "devminor",
+        "pax_headers",
+    )
+
+    def __init__(self) -> None:
+        self.pax_headers: Dict[str, object] = {}
+
+    def isdir(self) -> bool:
+        return self.type == b"5"
+
+    def isreg(self) -> bool:
+        return self.type in REGTYPES
+
+    def issym(self) -> bool:
+        return self.type == b"2"
+
+    def islnk(self) -> bool:
+        return self.type == b"1"
+
+    def ischr(self) -> bool:
+        return self.type == b"3"
+
+    def isblk(self) -> bool:
+        return self.type == b"4"
+
+    def isfifo(self) -> bool:
+        return self.type == b"6"
+
+
+def _nts(field: bytes) -> str:
+    end = field.find(b"\0")
+    return (field if end < 0 else field[:end]).decode("utf-8", "surrogateescape")
+
+
+def _number(field: bytes, what: str) -> int:
+    if field[:1] and field[0] & 0x80:
+        # GNU base-256 for values that do not fit in octal (large sizes, ids).
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        return value
+    text = field.replace(b"\0", b" ").strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise LayerError(f"layer tar has an invalid {what} field {text!r}") from None
+
+
+def _parse_pax(data: bytes) -> Dict[str, object]:
+    """`<len> key=value\\n` records; xattr values stay bytes, others become text."""
+    out: Dict[str, object] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise LayerError("layer tar has a malformed pax header") from None
+        if length <= 0:
+            raise LayerError("layer tar has a malformed pax header")
+        record = data[space + 1 : pos + length - 1]
+        key, sep, value = record.partition(b"=")
+        if not sep:
+            raise LayerError("layer tar has a malformed pax record")
+        name = key.decode("utf-8", "surrogateescape")
+        out[name] = (
+            value if name.startswith("SCHILY.xattr.") else value.decode("utf-8", "surrogateescape")
+        )
+        pos += length
+    return out
+
+
+class TarReader:
+    """Iterate entries of a tar stream; read an entry's data with read() before moving on."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self._remaining = 0
+        self._padding = 0
+        self._global: Dict[str, object] = {}
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise LayerError("layer tar ended unexpectedly (truncated layer?)")
+        return data
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            chunk = self.stream.read(min(n, CHUNK_SIZE))
+            if not chunk:
+                raise LayerError("layer tar ended unexpectedly (truncated layer?)")
+            n -= len(chunk)
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self._remaining)
+        if n <= 0:
+            return b""
+        data = self._read_exact(n)
+        self._remaining -= n
+        return data
+
+    def _header(self) -> Optional[bytes]:
+        header = self.stream.read(BLOCK)
+        if not header or header == _ZERO_BLOCK:
+            return None  # end of archive (or an archive without end marker)
+        if len(header) != BLOCK:
+            raise LayerError("layer tar ended unexpectedly (truncated layer?)")
+        stored = _number(header[148:156], "checksum")
+        unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+        if stored != unsigned:
+            signed = unsigned - 2 * sum(b for b in header if b > 127)
+            if stored != signed:
+                raise LayerError("layer tar has a bad header checksum (corrupt layer?)")
+        return header
+
+    def __iter__(self) -> Iterator[TarEntry]:
+        pax: Dict[str, object] = {}
+        long_name: Optional[str] = None
+        long_link: Optional[str] = None
+        while True:
+            self._skip(self._remaining + self._padding)
+            self._remaining = self._padding = 0
+            header = self._header()
+            if header is None:
+                return
+            kind = header[156:157]
+            size = _number(header[124:136], "size")
+            if kind in (b"x", b"g", b"L", b"K"):
+                if size > 16 * 1024 * 1024:
+                    raise LayerError("layer tar has an oversized extended header")
+                data = self._read_exact(size)
+                self._skip(-size % BLOCK)
+                if kind == b"x":
+                    pax.update(_parse_pax(data))
+                elif kind == b"g":
+                    self._global.update(_parse_pax(data))
+                elif kind == b"L":
+                    long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                else:
+                    long_link = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                continue
+            if kind == b"S" or any(str(k).startswith("GNU.sparse.") for k in pax):
+                raise LayerError("layer tar contains a sparse file, which is not supported")
+            entry = TarEntry()
+            name = _nts(header[0:100])
+            if header[257:263] == b"ustar\0" and header[345:346] != b"\0":
+                name = _nts(header[345:500]) + "/" + name
+            entry.name = name
+            entry.linkname = _nts(header[157:257])
+            entry.mode = _number(header[100:108], "mode")
+            entry.uid = _number(header[108:116], "uid")
+            entry.gid = _number(header[116:124], "gid")
+            entry.mtime = _number(header[136:148], "mtime")
+            entry.type = kind
+            if kind in (b"3", b"4"):
+                entry.devmajor = _number(header[329:337], "devmajor")
+                entry.devminor = _number(header[337:345], "devminor")
+            else:
+                entry.devmajor = entry.devminor = 0
+            entry.size = size
+            merged = {**self._global, **pax} if self._global else pax
+            if merged:
+                entry.pax_headers = merged
+                if "path" in merged:
+                    entry.name = str(merged["path"])
+                if "linkpath" in merged:
+                    entry.linkname = str(merged["linkpath"])
+                for key in ("uid", "gid", "size"):
+                    if key in merged:
+                        try:
+                            setattr(entry, key, int(str(merged[key])))
+                        except ValueError:
+                            raise LayerError(f"layer tar has an invalid pax {key}") from None
+                if "mtime" in merged:
+                    try:
+                        entry.mtime = float(str(merged["mtime"]))
+                    except ValueError:
+                        raise LayerError("layer tar has an invalid pax mtime") from None
+            if long_name is not None:
+                entry.name = long_name
+            if long_link is not None:
+                entry.linkname = long_link
+            pax, long_name, long_link = {}, None, None
+            # `size` bytes of data follow the header (pax may override the field); only a
+            # regular file's data is handed out, anything else is skipped.
+            data_len = entry.size
+            if kind in REGTYPES:
+                self._remaining, self._padding = data_len, -data_len % BLOCK
+            else:
+                self._remaining, self._padding = 0, data_len + (-data_len % BLOCK)
+            yield entry
 
 
 # --- safe path handling -------------------------------------------------------------------
@@ -173,6 +393,12 @@ def _remove_at(dir_fd: int, name: str, st: os.stat_result) -> None:
 # --- application --------------------------------------------------------------------------
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 @dataclass
 class ApplyResult:
     diff_id: str
@@ -197,6 +423,8 @@ class LayerApplier:
         self.xattr_prefix = overlay_xattr_prefix(rootless)
         self.skipped_devices = 0
         self._warned_chown = False
+        self._uid = os.geteuid()
+        self._gid = os.getegid()
 
     def apply(self, raw: BinaryIO) -> ApplyResult:
         uncompressed = open_uncompressed(raw)
@@ -204,25 +432,27 @@ class LayerApplier:
         root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         dirs = _DirCache(root_fd)
         pending: Dict[Tuple[str, ...], _PendingDir] = {}
+        old_umask = os.umask(0)
         try:
             try:
-                with tarfile.open(fileobj=hashing, mode="r|", errorlevel=1) as archive:  # type: ignore[call-overload]
-                    for member in archive:
-                        self._apply_member(archive, member, dirs, pending)
+                archive = TarReader(io.BufferedReader(hashing, CHUNK_SIZE))
+                for member in archive:
+                    self._apply_member(archive, member, dirs, pending)
                 hashing.drain()
-            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+            except (EOFError, zlib.error, gzip.BadGzipFile) as err:
                 raise LayerError(f"layer is not a valid tar stream: {err}") from err
             for entry in sorted(pending.values(), key=lambda p: len(p.parts), reverse=True):
                 self._finish_dir(dirs, entry)
         finally:
+            os.umask(old_umask)
             dirs.close()
             os.close(root_fd)
         return ApplyResult(hashing.digest, hashing.count, self.skipped_devices)
 
     def _apply_member(
         self,
-        archive: tarfile.TarFile,
-        member: tarfile.TarInfo,
+        archive: TarReader,
+        member: TarEntry,
         dirs: _DirCache,
         pending: Dict[Tuple[str, ...], _PendingDir],
     ) -> None:
@@ -237,17 +467,33 @@ class LayerApplier:
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parent_fd, parent, base, member.name, dirs)
             return
-        existing = _lstat_at(parent_fd, base)
-        if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
-            dirs.forget(parts)
-            _remove_at(parent_fd, base, existing)
+        # Create first and look only on EEXIST: an unpack target starts empty, so the
+        # common case costs no extra stat (this loop runs once per file of an image).
+        try:
+            self._create(archive, member, parts, parent_fd, base, dirs, pending)
+        except FileExistsError:
+            existing = _lstat_at(parent_fd, base)
+            if existing is not None:
+                if member.isdir() and stat.S_ISDIR(existing.st_mode):
+                    self._update_dir(member, parts, dirs, pending)
+                    return
+                dirs.forget(parts)
+                _remove_at(parent_fd, base, existing)
+            self._create(archive, member, parts, parent_fd, base, dirs, pending)
+
+    def _create(
+        self,
+        archive: TarReader,
+        member: TarEntry,
+        parts: List[str],
+        parent_fd: int,
+        base: str,
+        dirs: _DirCache,
+        pending: Dict[Tuple[str, ...], _PendingDir],
+    ) -> None:
         if member.isdir():
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                os.mkdir(base, 0o700, dir_fd=parent_fd)
-            fd = dirs.open_dir(parts, create=False, entry=member.name)
-            self._own(fd, None, member)
-            self._xattrs(fd, member)
-            pending[tuple(parts)] = _PendingDir(tuple(parts), member.mode & 0o7777, member.mtime)
+            os.mkdir(base, 0o700, dir_fd=parent_fd)
+            self._update_dir(member, parts, dirs, pending)
         elif member.isreg():
             self._write_file(archive, member, parent_fd, base)
         elif member.issym():
@@ -260,6 +506,20 @@ class LayerApplier:
             self._special(member, parent_fd, base)
         else:
             log.debug(f"layer entry {member.name}: unsupported tar type {member.type!r}, skipped")
+
+    def _update_dir(
+        self,
+        member: TarEntry,
+        parts: List[str],
+        dirs: _DirCache,
+        pending: Dict[Tuple[str, ...], _PendingDir],
+    ) -> None:
+        fd = dirs.open_dir(parts, create=False, entry=member.name)
+        self._own(fd, None, member)
+        self._xattrs(fd, member)
+        # Modes and times of directories are set at the end: a read-only directory
+        # must still accept its entries, and writing entries changes its mtime.
+        pending[tuple(parts)] = _PendingDir(tuple(parts), member.mode & 0o7777, member.mtime)
 
     def _whiteout(
         self, parent_fd: int, parent: List[str], base: str, entry: str, dirs: _DirCache
@@ -280,32 +540,29 @@ class LayerApplier:
         # user namespace may create exactly this device.
         os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
 
-    def _write_file(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, base: str
-    ) -> None:
+    def _write_file(self, archive: TarReader, member: TarEntry, parent_fd: int, base: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(base, flags, 0o600, dir_fd=parent_fd)
+        mode = member.mode & 0o7777
+        # apply() runs with umask 0, so the permission bits are right from the start.
+        fd = os.open(base, flags, mode & 0o777, dir_fd=parent_fd)
         try:
-            source = archive.extractfile(member)
-            if source is not None:
+            if member.size:
                 remaining = member.size
-                with os.fdopen(os.dup(fd), "wb", buffering=0) as out:
-                    while remaining > 0:
-                        chunk = source.read(min(CHUNK_SIZE, remaining))
-                        if not chunk:
-                            raise LayerError(f"layer entry {member.name}: unexpected end of data")
-                        out.write(chunk)
-                        remaining -= len(chunk)
-            self._own(fd, None, member)
+                while remaining > 0:
+                    chunk = archive.read(min(CHUNK_SIZE, remaining))
+                    if not chunk:
+                        raise LayerError(f"layer entry {member.name}: unexpected end of data")
+                    _write_all(fd, chunk)
+                    remaining -= len(chunk)
+            changed_owner = self._own(fd, None, member)
             self._xattrs(fd, member)
-            os.chmod(fd, member.mode & 0o7777)
+            if mode & 0o7000 or changed_owner:
+                os.chmod(fd, mode)  # chown clears set-id bits; put them back after it
             os.utime(fd, (member.mtime, member.mtime))
         finally:
             os.close(fd)
 
-    def _hardlink(
-        self, member: tarfile.TarInfo, parent_fd: int, base: str, dirs: _DirCache
-    ) -> None:
+    def _hardlink(self, member: TarEntry, parent_fd: int, base: str, dirs: _DirCache) -> None:
         target_parts = clean_entry_name(member.linkname)
         if not target_parts:
             raise UnsafeLayerError(f'layer entry "{member.name}" is a hard link to the layer root')
@@ -326,7 +583,7 @@ class LayerApplier:
             target_base, base, src_dir_fd=target_dir, dst_dir_fd=parent_fd, follow_symlinks=False
         )
 
-    def _special(self, member: tarfile.TarInfo, parent_fd: int, base: str) -> None:
+    def _special(self, member: TarEntry, parent_fd: int, base: str) -> None:
         if member.isfifo():
             kind = stat.S_IFIFO
         else:
@@ -346,9 +603,10 @@ class LayerApplier:
         self._own(parent_fd, base, member)
         os.utime(base, (member.mtime, member.mtime), dir_fd=parent_fd, follow_symlinks=False)
 
-    def _own(self, fd: int, name: Optional[str], member: tarfile.TarInfo) -> None:
-        if not self.keep_ownership:
-            return
+    def _own(self, fd: int, name: Optional[str], member: TarEntry) -> bool:
+        """Give the entry the tar's owner; False when nothing had to change."""
+        if not self.keep_ownership or (member.uid == self._uid and member.gid == self._gid):
+            return False
         try:
             if name is None:
                 os.chown(fd, member.uid, member.gid)
@@ -363,8 +621,9 @@ class LayerApplier:
                     f"layer entry {member.name}: cannot set owner {member.uid}:{member.gid} "
                     "(not mapped in this user namespace); keeping the default owner"
                 )
+        return True
 
-    def _xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
+    def _xattrs(self, fd: int, member: TarEntry) -> None:
         for key, value in (member.pax_headers or {}).items():
             if not key.startswith("SCHILY.xattr."):
                 continue

@@ -263,3 +263,55 @@ def test_unpack_checks_diff_id(tmp_path: Path) -> None:
     tmp = store.new_temp_dir("sha256:" + "a" * 64)
     with pytest.raises(LayerError, match="diff_id"):
         layers.unpack_into_temp(str(blob), tmp, "sha256:" + "0" * 64, rootless=False)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_long_names_and_formats(tmp_path: Path, fmt: int) -> None:
+    target = tmp_path / "layer"
+    target.mkdir()
+    deep = "/".join(["d" * 40] * 3) + "/" + "f" * 60  # > 100 bytes: pax/GNU/ustar prefix
+    if fmt == tarfile.USTAR_FORMAT:
+        deep = "/".join(["d" * 40] * 3) + "/short"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        info = tarfile.TarInfo(deep)
+        info.size, info.mode, info.mtime = 3, 0o640, 1_650_000_000
+        info.uid = info.gid = 0
+        tf.addfile(info, io.BytesIO(b"abc"))
+        if fmt != tarfile.USTAR_FORMAT:  # ustar cannot hold a link name over 100 bytes
+            link = tarfile.TarInfo("hard-" + "h" * 120)
+            link.type, link.linkname = tarfile.LNKTYPE, deep
+            tf.addfile(link)
+    data = buf.getvalue()
+    result = apply_bytes(data, target)
+    assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (target / deep).read_bytes() == b"abc"
+    assert stat.S_IMODE((target / deep).stat().st_mode) == 0o640
+    assert (target / deep).stat().st_nlink == (1 if fmt == tarfile.USTAR_FORMAT else 2)
+
+
+def test_big_ids_use_base256(tmp_path: Path) -> None:
+    target = tmp_path / "layer"
+    target.mkdir()
+    info = entry("owned")
+    info.uid = info.gid = 3_000_000  # above octal's 7-digit range: GNU base-256
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    apply_bytes(buf.getvalue(), target)
+    assert (target / "owned").stat().st_uid == 3_000_000
+
+
+def test_bad_checksum_is_an_error(tmp_path: Path) -> None:
+    data = bytearray(make_tar([entry("f")], {"f": b"x"}))
+    data[0] ^= 0x01  # corrupt the first header's name byte
+    with pytest.raises(LayerError, match="checksum"):
+        apply_bytes(bytes(data), tmp_path)
+
+
+def test_sparse_files_are_refused(tmp_path: Path) -> None:
+    info = entry("sparse")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+    with pytest.raises(LayerError, match="sparse"):
+        apply_bytes(make_tar([info]), tmp_path)
