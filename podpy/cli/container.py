@@ -35,7 +35,9 @@ def _create_options(image: str, command: List[str], **kw: Any) -> Any:
             entrypoint = json.loads(entrypoint)
         else:
             entrypoint = [entrypoint] if entrypoint else []
-    tls = kw.pop("tls_verify")
+    from podpy.cli.image import _parse_bool
+
+    tls = _parse_bool(kw.pop("tls_verify"), "--tls-verify")  # podman's --tls-verify=false
     return CreateOptions(
         image=image,
         command=list(command or []),
@@ -101,8 +103,8 @@ def run(
     cidfile: Optional[str] = typer.Option(None, "--cidfile", help="Write the container ID here"),
     replace: bool = typer.Option(False, "--replace", help="Replace a container of the same name"),
     pull: str = typer.Option("missing", "--pull", help="always|missing|never|newer"),
-    tls_verify: Optional[bool] = typer.Option(
-        None, "--tls-verify/--no-tls-verify", help="Verify registry TLS"
+    tls_verify: Optional[str] = typer.Option(
+        None, "--tls-verify", help="Verify registry TLS (--tls-verify=false for plain HTTP)"
     ),
     platform: Optional[str] = typer.Option(None, "--platform", help="OS/ARCH[/VARIANT]"),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="OCI runtime: podpy|runc|PATH"),
@@ -220,8 +222,8 @@ def create(
     cidfile: Optional[str] = typer.Option(None, "--cidfile", help="Write the container ID here"),
     replace: bool = typer.Option(False, "--replace", help="Replace a container of the same name"),
     pull: str = typer.Option("missing", "--pull", help="always|missing|never|newer"),
-    tls_verify: Optional[bool] = typer.Option(
-        None, "--tls-verify/--no-tls-verify", help="Verify registry TLS"
+    tls_verify: Optional[str] = typer.Option(
+        None, "--tls-verify", help="Verify registry TLS (--tls-verify=false for plain HTTP)"
     ),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="OCI runtime: podpy|runc|PATH"),
     network: Optional[str] = typer.Option(None, "--network", "--net", help="Network mode"),
