@@ -512,7 +512,10 @@ def _ps_row(row: Dict[str, Any], no_trunc: bool) -> Dict[str, Any]:
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(row["created"])),
         "Status": status_text(row),
         "State": row["status"],
-        "Ports": "",
+        "Ports": ", ".join(
+            f"{p.get('host_ip') or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
+            for p in state.get("ports") or []
+        ),
         "Names": row["name"],
         "Labels": config.get("labels") or {},
         "Pid": row.get("pid") or 0,

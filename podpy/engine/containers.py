@@ -511,7 +511,7 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
 
         # Fail before anything starts when a host port is taken; pick the random ones.
         resolved = resolve_host_ports(network["ports"], rootless=eng.paths.rootless)
-        network["ports"] = [p.to_dict() for p in resolved]
+        network["ports"] = [asdict(p) for p in resolved]
         eng.db.update_state("containers", row["id"], {"ports": network["ports"]})
     cleanup = None
     if config.get("remove"):
@@ -840,7 +840,7 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
             "IPAddress": "",
             "Gateway": "",
             "MacAddress": "",
-            "Ports": {},
+            "Ports": _ports_json(state.get("ports") or []),
             "SandboxKey": f"/proc/{row['pid']}/ns/net" if row.get("pid") else "",
         },
         "Namespace": "",
@@ -885,6 +885,15 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
             },
         },
     }
+
+
+def _ports_json(ports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for p in ports:
+        out.setdefault(f"{p['container_port']}/{p['protocol']}", []).append(
+            {"HostIp": p.get("host_ip") or "", "HostPort": str(p["host_port"])}
+        )
+    return out
 
 
 def _mount_json(spec: str) -> Dict[str, Any]:

@@ -131,6 +131,7 @@ class Monitor:
         self.pty_master = -1
         self.wakeup_r = -1
         self.driver: Any = None
+        self.network: Any = None
         self.saved_tty: Optional[list] = None
 
     # --- setup ------------------------------------------------------------------------
@@ -271,6 +272,7 @@ class Monitor:
             self.pty_master = self.driver.console_master
             self.outputs[self.pty_master] = STREAM_STDOUT
             self._apply_winsize(self.spec.get("console_size"))
+        self._start_network()
         self.driver.start()
         started = time.time()
         monitor_state = {
@@ -292,6 +294,21 @@ class Monitor:
             )
         self._report({"pid": self.container_pid, "started_at": started})
         self._notify_systemd()
+
+    def _start_network(self) -> None:
+        """slirp4netns/pasta for the container's new netns, between create and start (as
+        podman does), so the command finds its network ready."""
+        net = self.spec.get("network") or {}
+        if net.get("mode") not in ("slirp4netns", "pasta"):
+            return
+        from netns_helpers.slirp import start_user_network
+        from podpy.errors import PodpyError
+
+        try:
+            self.network = start_user_network(net, self.container_pid, self.spec["run_dir"])
+        except PodpyError as err:
+            self.driver.delete()
+            raise MonitorError(err.message, err.exit_code) from err
 
     def _read_output(self, fd: int) -> bool:
         try:
@@ -448,6 +465,8 @@ class Monitor:
         if self.driver is not None:
             oom = self.driver.oom_killed()
             self.driver.delete()
+        if self.network is not None:
+            self.network.stop()
         from podpy.monitor import prepare
 
         prepare.unmount_rootfs(self.spec)

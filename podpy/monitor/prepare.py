@@ -8,7 +8,7 @@ its container: a killed monitor cannot leak a mount on the host.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 
 def enter_namespaces(spec: Dict[str, Any]) -> None:
@@ -50,10 +50,40 @@ def unmount_rootfs(spec: Dict[str, Any]) -> None:
         pass  # never mounted (start failed early) or already gone
 
 
+def _etc_files(spec: Dict[str, Any], directory: str, hostname: str) -> List[Dict[str, Any]]:
+    """hosts, hostname and resolv.conf for this container's network; their bind mounts."""
+    from netns_helpers.files import container_etc_files
+    from podpy.atomic import write_atomic
+    from podpy.engine.network_opts import NetworkSpec
+
+    net = spec.get("network") or {"mode": "none"}
+    if net.get("mode") in ("container", "ns"):
+        return []  # the joined namespace's owner provides them
+    contents = container_etc_files(
+        NetworkSpec.from_dict(net), hostname=hostname, container_name=spec.get("name") or ""
+    )
+    os.makedirs(directory, exist_ok=True)
+    mounts = []
+    for filename, content in contents.items():
+        if content is None:
+            continue
+        path = os.path.join(directory, filename)
+        write_atomic(path, content.encode(), mode=0o644)
+        mounts.append(
+            {
+                "destination": "/etc/" + filename,
+                "type": "bind",
+                "source": path,
+                "options": ["bind", "rprivate"],
+            }
+        )
+    return mounts
+
+
 def write_bundle(spec: Dict[str, Any], rootfs: str) -> None:
     """Generate config.json now that the image's /etc/passwd is readable (podman does this at
     init time too, so a bad --user fails at start, as there)."""
-    from podpy.spec.generate import RunOptions, generate, write_network_files
+    from podpy.spec.generate import RunOptions, generate
     from podpy.spec.generate import write_bundle as write_config
 
     fields = dict(spec["run_options"])
@@ -61,13 +91,7 @@ def write_bundle(spec: Dict[str, Any], rootfs: str) -> None:
     fields["rootfs"] = rootfs
     opts = RunOptions(**fields)
     hostname = opts.hostname or spec["id"][:12]
-    mounts = write_network_files(
-        os.path.join(spec["bundle"], "net"),
-        hostname,
-        spec.get("name"),
-        dns_servers=opts.dns_servers,
-        add_hosts=opts.add_hosts,
-    )
+    mounts = _etc_files(spec, os.path.join(spec["bundle"], "net"), hostname)
     opts.mounts = list(opts.mounts) + mounts
     config = generate(spec.get("image_config"), opts)
     write_config(spec["bundle"], config)
