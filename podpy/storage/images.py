@@ -217,8 +217,12 @@ class ImageStore:
 
     # --- unpacking (user namespace) ------------------------------------------------------------
 
-    def unpack(self, jobs: Sequence[Dict[str, str]]) -> Dict[str, int]:
-        """Unpack blobs into layer dirs as root of the user namespace; chain id -> size."""
+    def unpack(self, jobs: Sequence[Dict[str, str]], parallel: int = 0) -> Dict[str, int]:
+        """Unpack blobs into layer dirs as root of the user namespace; chain id -> size.
+
+        Layers are independent directories, so several unpack at once (forked workers,
+        `parallel` or one per CPU up to MAX_UNPACK_WORKERS).
+        """
         from podpy import rootless
         from podpy.atomic import temp_sibling
 
@@ -226,32 +230,30 @@ class ImageStore:
         result_path = temp_sibling(os.path.join(self.paths.layers_dir, "unpack-result"))
         rootless_store = self.paths.rootless
         layer_store = self.layers
+        workers = parallel or min(os.cpu_count() or 1, MAX_UNPACK_WORKERS)
 
         def work() -> int:
             from podpy.atomic import repair_temporaries
-            from podpy.storage.layers import unpack_into_temp
 
             repair_temporaries(layer_store.root, max_depth=1)
             results: Dict[str, Any] = {}
-            try:
-                for job in jobs:
-                    chain_id = job["chain_id"]
-                    if layer_store.exists(chain_id):
-                        results[chain_id] = _tree_size(layer_store.diff_dir(chain_id))
-                        continue
-                    tmp = layer_store.new_temp_dir(chain_id)
-                    try:
-                        applied = unpack_into_temp(job["blob"], tmp, job["diff_id"], rootless_store)
-                        if not layer_store.commit(tmp, chain_id):
-                            _remove_quietly(tmp)
-                    except BaseException:
-                        _remove_quietly(tmp)
-                        raise
-                    results[chain_id] = applied.size
-            except PodpyError as err:
-                results = {"__error__": err.message, "__hint__": err.hint or ""}
-            except OSError as err:
-                results = {"__error__": f"unpacking layer: {err}", "__hint__": ""}
+            todo = []
+            for job in jobs:
+                if layer_store.exists(job["chain_id"]):
+                    results[job["chain_id"]] = _tree_size(layer_store.diff_dir(job["chain_id"]))
+                else:
+                    todo.append(job)
+            if len(todo) <= 1 or workers <= 1:
+                for job in todo:
+                    outcome = _unpack_job(layer_store, job, rootless_store)
+                    if "error" in outcome:
+                        results = {"__error__": outcome["error"], "__hint__": outcome["hint"]}
+                        break
+                    results[job["chain_id"]] = outcome["size"]
+            else:
+                results.update(
+                    _unpack_in_workers(layer_store, todo, rootless_store, workers, result_path)
+                )
             with open(result_path, "w") as f:
                 json.dump(results, f)
             return 1 if "__error__" in results else 0
@@ -492,6 +494,79 @@ class ImageStore:
             return removable, [b for b in dict.fromkeys(blobs) if b not in used_blobs]
 
         return self.db.run_transaction(apply)
+
+
+MAX_UNPACK_WORKERS = 4
+
+
+def _unpack_job(layer_store: LayerStore, job: Dict[str, str], rootless: bool) -> Dict[str, Any]:
+    """Unpack one layer into a temp dir and rename it into place; {"size"} or {"error","hint"}."""
+    from podpy.storage.layers import unpack_into_temp
+
+    chain_id = job["chain_id"]
+    tmp = layer_store.new_temp_dir(chain_id)
+    try:
+        applied = unpack_into_temp(job["blob"], tmp, job["diff_id"], rootless)
+        if not layer_store.commit(tmp, chain_id):
+            _remove_quietly(tmp)  # another pull committed the same layer first
+    except PodpyError as err:
+        _remove_quietly(tmp)
+        return {"error": err.message, "hint": err.hint or ""}
+    except OSError as err:
+        _remove_quietly(tmp)
+        return {"error": f"unpacking layer {job['diff_id']}: {err}", "hint": ""}
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return {"size": applied.size}
+
+
+def _unpack_in_workers(
+    layer_store: LayerStore,
+    todo: Sequence[Dict[str, str]],
+    rootless: bool,
+    workers: int,
+    result_base: str,
+) -> Dict[str, Any]:
+    """Fork up to `workers` children, one layer each; stop starting new ones after a failure."""
+    queue = list(todo)
+    running: Dict[int, Tuple[Dict[str, str], str]] = {}
+    results: Dict[str, Any] = {}
+    failure: Optional[Dict[str, Any]] = None
+    while queue or running:
+        while queue and len(running) < workers and failure is None:
+            job = queue.pop(0)
+            out_path = f"{result_base}.{len(queue)}"
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    outcome = _unpack_job(layer_store, job, rootless)
+                    with open(out_path, "w") as f:
+                        json.dump(outcome, f)
+                    code = 0 if "size" in outcome else 1
+                finally:
+                    os._exit(code)
+            running[pid] = (job, out_path)
+        if not running:
+            break
+        pid, _status = os.wait()
+        if pid not in running:
+            continue
+        job, out_path = running.pop(pid)
+        try:
+            with open(out_path) as f:
+                outcome = json.load(f)
+            os.unlink(out_path)
+        except (OSError, ValueError):
+            outcome = {"error": f"unpacking layer {job['diff_id']} failed", "hint": ""}
+        if "size" in outcome:
+            results[job["chain_id"]] = outcome["size"]
+        elif failure is None:
+            failure = outcome
+    if failure is not None:
+        return {"__error__": failure["error"], "__hint__": failure.get("hint", "")}
+    return results
 
 
 def _repo_matches_short(repo: str, short_path: str) -> bool:

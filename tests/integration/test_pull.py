@@ -226,6 +226,7 @@ class FakeRegistry:
         layer_tars: Sequence[bytes],
         architecture: str,
         manifest_override: Optional[Dict[str, Any]] = None,
+        config_override: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
         """Publish an OCI image of gzip layers; returns its digests."""
         descriptors = []
@@ -245,6 +246,7 @@ class FakeRegistry:
                 for i in range(len(layer_tars))
             ],
         }
+        config.update(config_override or {})
         config_bytes = json.dumps(config).encode()
         config_digest = self.add_blob(config_bytes)
         manifest = {
@@ -556,3 +558,24 @@ def test_basic_auth_over_tls(as_each: Runner, auth_registry: Any, busybox_layout
         assert good.stdout.strip() == busybox_layout.image_id
     finally:
         shutil.rmtree(cert_dir, ignore_errors=True)
+
+
+def test_wrong_diff_id_is_refused(as_each: Runner, fake_registry: FakeRegistry) -> None:
+    layers = [tar_of({"a": b"first"}), tar_of({"b": b"second"}), tar_of({"c": b"third"})]
+    wrong = [
+        "sha256:" + hashlib.sha256(layers[0]).hexdigest(),
+        "sha256:" + "0" * 64,
+        "sha256:" + hashlib.sha256(layers[2]).hexdigest(),
+    ]
+    fake_registry.add_image(
+        "tamper/img",
+        "v1",
+        layers,
+        images.host_architecture(),
+        config_override={"rootfs": {"type": "layers", "diff_ids": wrong}},
+    )
+    result = as_each.podpy("pull", "--tls-verify=false", f"{fake_registry.host}/tamper/img:v1")
+    assert result.returncode == 125
+    assert "does not match the config's diff_id" in result.stderr
+    assert as_each.ok("images", "-q").strip() == ""
+    assert temporaries(graph_root(as_each)) == []
