@@ -51,12 +51,17 @@ def proc_start_time(pid: int) -> Optional[int]:
 
 
 def _alive(pid: Optional[int], start_time: Optional[int] = None) -> bool:
+    """Running (not a zombie: a dead detached monitor waits for a slow PID 1 to reap it)."""
     if not pid:
         return False
-    started = proc_start_time(pid)
-    if started is None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return False
-    return start_time is None or started == start_time
+    if fields[0] in (b"Z", b"X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
 
 
 def _random_name(eng: Engine) -> str:
@@ -773,12 +778,12 @@ def _iso(ts: Optional[float]) -> str:
 
 def status_text(row: Dict[str, Any], now: Optional[float] = None) -> str:
     """podman ps's STATUS column."""
-    from podpy.cli._output import format_ago
+    from podpy.output import format_ago
 
     state = row.get("state") or {}
     status = row["status"]
     if status == "running":
-        from podpy.cli._output import format_duration
+        from podpy.output import format_duration
 
         return "Up " + format_duration(time.time() - (state.get("started_at") or row["created"]))
     if status == "paused":
