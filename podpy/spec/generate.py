@@ -102,6 +102,8 @@ class RunOptions:
     sysctls: Dict[str, str] = field(default_factory=dict)
     annotations: Dict[str, str] = field(default_factory=dict)
     network_ns: Optional[str] = None  # None: new netns; "host": none; else a netns path to join
+    ipc_ns: Optional[str] = None  # None: new ipc namespace; else a path to join (pod members)
+    uts_ns: Optional[str] = None  # None: new uts namespace; else a path to join (no hostname then)
     cgroupns: Optional[str] = None  # "private" / "host"; default as podman (private on v2 only)
     shm_size: int = DEFAULT_SHM_SIZE
     cgroups_path: Optional[str] = None
@@ -535,7 +537,9 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
         if opts.network_ns:
             net["path"] = opts.network_ns
         namespaces.append(net)
-    namespaces += [{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    for kind, path in (("ipc", opts.ipc_ns), ("uts", opts.uts_ns)):
+        namespaces.append({"type": kind, "path": path} if path else {"type": kind})
+    namespaces.append({"type": "mount"})
     cgroupns = opts.cgroupns or ("private" if cgroup_mode == "v2" else "host")
     if cgroupns == "private":
         namespaces.append({"type": "cgroup"})
@@ -588,7 +592,7 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     }
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
-    return {
+    config = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": os.path.abspath(opts.rootfs), "readonly": bool(opts.read_only)},
@@ -597,6 +601,9 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
         "annotations": annotations,
         "linux": linux,
     }
+    if opts.uts_ns:
+        del config["hostname"]  # a joined uts namespace keeps its owner's (the pod's) name
+    return config
 
 
 def write_bundle(bundle_dir: str, config: Dict[str, Any]) -> str:
