@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from podpy.errors import InvalidState, PodpyError
@@ -28,12 +27,14 @@ class ExecOptions(NamedTuple):
     privileged: bool = False
 
 
-def read_oci_config(row: Dict[str, Any]) -> Dict[str, Any]:
-    """The container's config.json, as the monitor generated it for the running process."""
+def read_oci_config(row: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """The container's config.json, as the monitor generated it for the running process, and
+    a key naming this version of it (inode, mtime, size: the monitor rewrites it each start)."""
     path = os.path.join(row["config"]["bundle"], "config.json")
     try:
         with open(path) as f:
-            return json.load(f)
+            st = os.fstat(f.fileno())
+            return json.load(f), f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
     except (OSError, ValueError) as err:
         raise PodpyError(
             f"reading the OCI configuration of container {row['id'][:12]}: {err}",
@@ -148,18 +149,24 @@ def exec_in(eng: Engine, ref: str, opts: ExecOptions) -> Tuple[int, str]:
         raise InvalidState(
             "can only create exec sessions on running containers: container state improper"
         )
-    config = read_oci_config(row)
+    config, config_key = read_oci_config(row)
     process = build_process(row, config, opts)
+    program, flags = rexec.compiled_seccomp(
+        (config.get("linux") or {}).get("seccomp"),
+        os.path.join(eng.paths.container_run_dir(row["id"]), "exec-seccomp.json"),
+        config_key,
+    )
     request = rexec.ExecRequest(
         pid=int(row["pid"]),
         process=process,
-        seccomp=(config.get("linux") or {}).get("seccomp"),
+        seccomp_program=program,
+        seccomp_flags=flags,
         cgroup_dirs=cgroup_dirs(eng, row),
         interactive=opts.interactive,
         detach=opts.detach,
         winsize=rexec.terminal_size() if opts.tty else None,
     )
-    session = secrets.token_hex(32)
+    session = os.urandom(32).hex()
     started = rexec.start(request)
     _event(eng, row, "exec", execID=session)
     if opts.detach:
@@ -172,3 +179,74 @@ def exec_in(eng: Engine, ref: str, opts: ExecOptions) -> Tuple[int, str]:
         code = rexec.wait(started.pid)
     _event(eng, row, "exec_died", execID=session, exitCode=code)
     return code, session
+
+
+# --- typer-free entry (podpy.fastpath calls it: `exec CTR true` is benchmarked against podman) ---
+
+_FLAGS = {"-i": "interactive", "-t": "tty", "-d": "detach", "--privileged": "privileged"}
+_FLAGS.update({"--interactive": "interactive", "--tty": "tty", "--detach": "detach"})
+_VALUED = {"-e": "env", "--env": "env", "--env-file": "env_files", "-u": "user", "--user": "user"}
+_VALUED.update({"-w": "workdir", "--workdir": "workdir", "--detach-keys": "detach_keys"})
+
+
+def parse_exec_args(args: Sequence[str]) -> Optional[Tuple[str, ExecOptions]]:
+    """(container, options) for `exec [OPTIONS] CONTAINER COMMAND...`, or None for anything
+    unusual (--help, unknown flags), which the full CLI then handles with its own messages."""
+    values: Dict[str, Any] = {"env": [], "env_files": []}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.partition("=")
+        if name in _VALUED or (arg[:2] in _VALUED and len(arg) > 2 and arg[1] != "-"):
+            if name not in _VALUED:  # `-eFOO=bar`, `-u1000`
+                name, value, eq = arg[:2], arg[2:], "="
+            if not eq:
+                if i + 1 >= len(args):
+                    return None
+                value = args[i + 1]
+                i += 1
+            key = _VALUED[name]
+            if key in ("env", "env_files"):
+                values[key].append(value)
+            else:
+                values[key] = value
+        elif arg in _FLAGS:
+            values[_FLAGS[arg]] = True
+        elif arg[1] != "-" and all(f"-{c}" in _FLAGS for c in arg[1:]):
+            for c in arg[1:]:
+                values[_FLAGS[f"-{c}"]] = True
+        else:
+            return None
+        i += 1
+    if i >= len(args):
+        return None
+    values.pop("detach_keys", None)
+    return args[i], ExecOptions(command=list(args[i + 1 :]), **values)
+
+
+def fast_exec(global_options: Dict[str, str], args: Sequence[str]) -> Optional[int]:
+    """Run `podpy [GLOBAL] exec ARGS` without typer; None when the full CLI must answer."""
+    parsed = parse_exec_args(args)
+    if parsed is None:
+        return None
+    import sys
+
+    from podpy import log
+    from podpy.engine import Engine, GlobalOptions
+    from podpy.errors import PodpyError
+
+    container, opts = parsed
+    try:
+        log.set_level(global_options.get("log_level", "warn"))
+        code, session = exec_in(Engine(GlobalOptions(**global_options)), container, opts)
+    except PodpyError as err:
+        sys.stderr.write(f"Error: {err.message}\n")
+        if err.hint:
+            sys.stderr.write(f"Hint: {err.hint}\n")
+        return err.exit_code
+    if opts.detach:
+        sys.stdout.write(session + "\n")
+    sys.stdout.flush()
+    return code

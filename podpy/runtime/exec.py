@@ -15,6 +15,7 @@ execve that succeeds closes it), with podman's exit codes: 127 not found, 126 no
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -36,7 +37,8 @@ class ExecRequest(NamedTuple):
 
     pid: int  # the container init's host pid, whose namespaces are joined
     process: Dict[str, Any]
-    seccomp: Optional[Dict[str, Any]] = None  # the linux.seccomp section of the container
+    seccomp_program: Optional[List[Any]] = None  # compiled BPF, see compiled_seccomp()
+    seccomp_flags: int = 0
     cgroup_dirs: Sequence[str] = ()  # directories whose cgroup.procs the process joins
     interactive: bool = False
     detach: bool = False
@@ -77,12 +79,7 @@ def start(request: ExecRequest) -> Started:
     from podpy import linux
     from podpy.runtime import init as init_mod  # noqa: F401  (imported before the fork: see _process)
 
-    program, flags = None, 0
-    if request.seccomp:
-        from podpy.runtime import seccomp
-
-        program = seccomp.compile_filter(request.seccomp)
-        flags = seccomp.filter_flags(request.seccomp)
+    program, flags = request.seccomp_program, request.seccomp_flags
     kinds = _namespaces_to_join(request.pid)
     ns_fds = [
         (kind, os.open(f"/proc/{request.pid}/ns/{linux.NAMESPACE_FILES[kind]}", os.O_RDONLY))
@@ -90,10 +87,15 @@ def start(request: ExecRequest) -> Started:
     ]
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     linux.set_child_subreaper()
+    # A collection in the children would touch every object: copy-on-write faults for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     joiner = os.fork()
     if joiner == 0:
         ours.close()
         _joiner(request, ns_fds, theirs, program, flags)
+    if gc_was_enabled:
+        gc.enable()
     theirs.close()
     for _kind, fd in ns_fds:
         os.close(fd)
@@ -116,6 +118,40 @@ def start(request: ExecRequest) -> Started:
             hint="the container may have just stopped; check `podpy ps -a`",
         )
     return Started(process_pid, fds[0] if fds else -1)
+
+
+def compiled_seccomp(
+    section: Optional[Dict[str, Any]], cache_path: Optional[str] = None, cache_key: str = ""
+) -> Any:
+    """(BPF program, flags) for a linux.seccomp section, or (None, 0) without one.
+
+    Compiling the profile (and importing the compiler) costs more than the rest of an exec, so
+    the result is kept in cache_path (on tmpfs) under cache_key, which names the config it
+    came from; a stale or unreadable cache is simply recompiled.
+    """
+    if not section:
+        return None, 0
+    if cache_path:
+        try:
+            with open(cache_path) as f:
+                cached = json.load(f)
+            if cached.get("key") == cache_key:
+                return cached["program"], int(cached["flags"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    from podpy.runtime import seccomp
+
+    program = seccomp.compile_filter(section)
+    flags = seccomp.filter_flags(section)
+    if cache_path:
+        tmp = f"{cache_path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"key": cache_key, "flags": flags, "program": program}, f)
+            os.replace(tmp, cache_path)
+        except OSError:
+            pass  # a cache only
+    return program, flags
 
 
 def _start_error(message: str, code: int) -> PodpyError:
