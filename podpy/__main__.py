@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:  # no `typing` import: start-up 
 
         sys.stdout.write(f"podpy version {__version__}\n")
         return 0
+    from podpy.fastpath import try_fast
+
+    code = try_fast(args)
+    if code is not None:
+        return code
     from podpy.cli import main as cli_main
 
     return cli_main(args)

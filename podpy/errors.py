@@ -26,6 +26,15 @@ class PodpyError(Exception):
         return self.message
 
 
+def print_error(err: PodpyError) -> None:
+    """podman's error shape: `Error: ...` and, when known, `Hint: ...` on stderr."""
+    import sys
+
+    sys.stderr.write(f"Error: {err.message}\n")
+    if err.hint:
+        sys.stderr.write(f"Hint: {err.hint}\n")
+
+
 class ConfigError(PodpyError):
     """A configuration file could not be read or parsed."""
 

@@ -90,9 +90,9 @@ _register()
 
 
 def print_error(err: PodpyError) -> None:
-    sys.stderr.write(f"Error: {err.message}\n")
-    if err.hint:
-        sys.stderr.write(f"Hint: {err.hint}\n")
+    from podpy.errors import print_error as report
+
+    report(err)
 
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--root", "--runroot", "--log-level")

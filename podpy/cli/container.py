@@ -493,79 +493,6 @@ def logs(
     )
 
 
-def _ps_row(row: Dict[str, Any], no_trunc: bool) -> Dict[str, Any]:
-    from podpy.cli._output import format_ago
-    from podpy.engine.containers import status_text
-
-    config = row["config"]
-    command = " ".join(config.get("command") or [])
-    if not no_trunc and len(command) > 17:
-        command = command[:17] + "..."
-    state = row.get("state") or {}
-    return {
-        "ID": row["id"] if no_trunc else row["id"][:12],
-        "Image": config.get("image_name"),
-        "ImageID": row.get("image_id"),
-        "Command": command,
-        "CreatedHuman": format_ago(row["created"]),
-        "Created": int(row["created"]),
-        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(row["created"])),
-        "Status": status_text(row),
-        "State": row["status"],
-        "Ports": ", ".join(
-            f"{p.get('host_ip') or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
-            for p in state.get("ports") or []
-        ),
-        "Names": row["name"],
-        "Labels": config.get("labels") or {},
-        "Pid": row.get("pid") or 0,
-        "ExitCode": row.get("exit_code") or 0,
-        "Exited": row["status"] == "exited",
-        "StartedAt": int(state.get("started_at") or 0),
-        "Pod": row.get("pod_id") or "",
-    }
-
-
-def _ps_filter(rows: List[Dict[str, Any]], filters: List[str]) -> List[Dict[str, Any]]:
-    from podpy.errors import PodpyError
-
-    for item in filters:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise PodpyError(f"invalid filter {item!r}", hint="use KEY=VALUE")
-        if key == "status":
-            rows = [r for r in rows if r["status"] == value]
-        elif key == "name":
-            import re
-
-            rows = [r for r in rows if re.search(value, r["name"])]
-        elif key == "id":
-            rows = [r for r in rows if r["id"].startswith(value)]
-        elif key == "label":
-            lkey, has_value, lval = value.partition("=")
-            rows = [
-                r
-                for r in rows
-                if lkey in (r["config"].get("labels") or {})
-                and (not has_value or r["config"]["labels"][lkey] == lval)
-            ]
-        elif key == "ancestor":
-            rows = [
-                r
-                for r in rows
-                if value in (r["config"].get("image"), r["config"].get("image_name"))
-                or (r.get("image_id") or "").startswith(value)
-            ]
-        elif key == "exited":
-            rows = [r for r in rows if r["status"] == "exited" and str(r.get("exit_code")) == value]
-        else:
-            raise PodpyError(
-                f"{key} is an invalid filter",
-                hint="filters: status, name, id, label, ancestor, exited",
-            )
-    return rows
-
-
 def ps(
     ctx: typer.Context,
     all_: bool = typer.Option(False, "-a", "--all", help="Show all containers"),
@@ -578,26 +505,20 @@ def ps(
     noheading: bool = typer.Option(False, "--noheading", help="Do not print headers"),
 ) -> None:
     """List containers."""
-    from podpy.cli._output import emit_list
-    from podpy.engine import containers
+    from podpy.psview import PsOptions, print_ps
 
-    eng = engine(ctx)
-    rows = containers.list_containers(
-        eng, all_containers=all_ or latest or last >= 0 or bool(filters)
-    )
-    rows = _ps_filter(rows, filters)
-    if latest:
-        rows = rows[:1]
-    elif last >= 0:
-        rows = rows[:last]
-    data = [_ps_row(r, no_trunc) for r in rows]
-    emit_list(
-        data,
-        fmt,
-        _PS_FORMAT,
-        quiet_field="ID" if quiet else None,
-        no_header=noheading,
-        headers=_PS_HEADERS,
+    print_ps(
+        engine(ctx),
+        PsOptions(
+            all=all_,
+            quiet=quiet,
+            latest=latest,
+            last=last,
+            no_trunc=no_trunc,
+            filters=list(filters),
+            format=fmt,
+            noheading=noheading,
+        ),
     )
 
 

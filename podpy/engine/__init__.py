@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 if TYPE_CHECKING:
@@ -12,14 +11,22 @@ if TYPE_CHECKING:
     from podpy.paths import Paths
 
 
-@dataclass
 class GlobalOptions:
-    """What the user passed before the verb (`podpy --root X --log-level debug ps`)."""
+    """What the user passed before the verb (`podpy --root X --log-level debug ps`).
 
-    root: Optional[str] = None
-    runroot: Optional[str] = None
-    log_level: str = "warn"
-    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    A plain class, not a dataclass: importing dataclasses costs `ps` start-up time."""
+
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        runroot: Optional[str] = None,
+        log_level: str = "warn",
+        env: Optional[Mapping[str, str]] = None,
+    ):
+        self.root = root
+        self.runroot = runroot
+        self.log_level = log_level
+        self.env: Mapping[str, str] = os.environ if env is None else env
 
 
 class Engine:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import sys
 import time
@@ -65,6 +64,8 @@ def _alive(pid: Optional[int], start_time: Optional[int] = None) -> bool:
 
 
 def _random_name(eng: Engine) -> str:
+    import secrets
+
     for _ in range(50):
         name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
         if eng.db.get_by_name("containers", name) is None:
@@ -323,6 +324,8 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
     fields = _run_options(eng, opts, image_config)
     network = _network_spec(eng, opts, image_config)
     driver = _storage_driver(eng)
+    import secrets
+
     cid = secrets.token_hex(32)
     name = name or _random_name(eng)
     cdir = container_dir(eng, cid)

@@ -195,7 +195,7 @@ def image_rows(
     reference_filters: Sequence[str] = (),
 ) -> List[ImageRow]:
     """Table rows; with reference filters only the matching names get a row (as docker)."""
-    from podpy.cli._output import format_ago, format_size
+    from podpy.output import format_ago, format_size
 
     st = store(eng)
     rows: List[ImageRow] = []
@@ -333,7 +333,7 @@ def history(
     eng: Engine, reference: str, no_trunc: bool = False, human: bool = True
 ) -> List[Dict[str, Any]]:
     """`podman history`: newest first; the top entry carries the image ID, others `<missing>`."""
-    from podpy.cli._output import format_ago, format_size
+    from podpy.output import format_ago, format_size
     from podpy.storage.images import parse_created
 
     st = store(eng)

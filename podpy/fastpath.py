@@ -1,0 +1,113 @@
+"""Start-up fast path (no `typing` import either: every millisecond here is paid by `ps`): `podpy ps` (the command scripts and prompts run most) answered without
+importing typer/click, which cost more than podman's whole `ps`. Any flag it does not know
+sends the command to the full CLI, so behaviour never differs, only speed."""
+
+from __future__ import annotations
+
+_PS_PATHS = (["ps"], ["container", "ps"], ["container", "ls"], ["container", "list"])
+_GLOBAL_VALUE = {"--root": "root", "--runroot": "runroot", "--log-level": "log_level"}
+_BOOL_FLAGS = {
+    "-a": "all",
+    "--all": "all",
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-l": "latest",
+    "--latest": "latest",
+    "--no-trunc": "no_trunc",
+    "--noheading": "noheading",
+}
+_VALUE_FLAGS = {
+    "-n": "last",
+    "--last": "last",
+    "-f": "filters",
+    "--filter": "filters",
+    "--format": "format",
+}
+
+
+def _split(args: list[str]) -> tuple[dict, list[str], list[str]] | None:
+    """(global options, command words, command args) or None when not a plain ps call."""
+    globals_: dict = {}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        name, eq, value = args[i].partition("=")
+        if name not in _GLOBAL_VALUE:
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None
+            value = args[i + 1]
+            i += 1
+        globals_[_GLOBAL_VALUE[name]] = value
+        i += 1
+    for path in _PS_PATHS:
+        if args[i : i + len(path)] == path:
+            return globals_, path, args[i + len(path) :]
+    return None
+
+
+def _parse_ps(args: list[str]) -> dict | None:
+    opts: dict = {"filters": []}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_FLAGS:
+            if not eq:
+                if i + 1 >= len(args):
+                    return None
+                value = args[i + 1]
+                i += 1
+            key = _VALUE_FLAGS[name]
+            if key == "filters":
+                opts["filters"].append(value)
+            elif key == "last":
+                if not value.lstrip("-").isdigit():
+                    return None
+                opts["last"] = int(value)
+            else:
+                opts[key] = value
+        elif arg in _BOOL_FLAGS:
+            opts[_BOOL_FLAGS[arg]] = True
+        elif (
+            len(arg) > 2
+            and arg[0] == "-"
+            and arg[1] != "-"
+            and all(f"-{c}" in _BOOL_FLAGS for c in arg[1:])
+        ):
+            for c in arg[1:]:
+                opts[_BOOL_FLAGS[f"-{c}"]] = True
+        else:
+            return None  # --help, unknown flags, arguments: the full CLI answers
+        i += 1
+    return opts
+
+
+def try_fast(args: list[str]) -> int | None:
+    """The exit code if this invocation was handled here, None to use the full CLI."""
+    split = _split(args)
+    if split is None:
+        return None
+    globals_, _, rest = split
+    opts = _parse_ps(rest)
+    if opts is None:
+        return None
+    import sys
+
+    from podpy import log
+    from podpy.engine import Engine, GlobalOptions
+    from podpy.errors import PodpyError, print_error
+    from podpy.psview import PsOptions, print_ps
+
+    try:
+        log.set_level(globals_.get("log_level", "warn"))
+        eng = Engine(GlobalOptions(**globals_))
+        print_ps(eng, PsOptions(**opts))
+    except PodpyError as err:
+        print_error(err)
+        return err.exit_code
+    except BrokenPipeError:
+        return 0
+    finally:
+        sys.stdout.flush()
+    return 0
