@@ -21,7 +21,9 @@ from podpy.errors import PodpyError
 from podpy.image.manifest import ACCEPT_MANIFEST_TYPES, MAX_MANIFEST_SIZE, ManifestError
 from podpy.storage.blobs import TransientFetchError
 
-# host -> (username, password/secret) or None; the auth engineer plugs auth.json/--creds in here.
+# `host[:port][/repository]` -> (username, password/secret) or None. The key names the
+# repository when one is known, so an auth.json lookup can try `host/ns/repo`, `host/ns`,
+# then `host` (most specific first), as containers-auth.json(5) specifies.
 CredentialLookup = Callable[[str], Optional[Tuple[str, str]]]
 
 USER_AGENT = f"podpy/{__version__}"
@@ -365,8 +367,14 @@ class RegistryClient:
                 hint=None if self.allow_plain else _PLAIN_HINT,
             ) from last_error
 
-    def _basic_header(self) -> Optional[str]:
-        creds = self.credentials(self.host) if self.credentials else None
+    def _basic_header(self, scopes: Optional[List[str]] = None) -> Optional[str]:
+        key = self.host
+        for scope in scopes or []:
+            kind, _, rest = scope.partition(":")
+            if kind == "repository" and rest:
+                key = f"{self.host}/{rest.rsplit(':', 1)[0]}"
+                break
+        creds = self.credentials(key) if self.credentials else None
         if not creds:
             return None
         token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
@@ -385,7 +393,7 @@ class RegistryClient:
         query += [("scope", s) for s in scopes]
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         headers = {}
-        basic = self._basic_header()
+        basic = self._basic_header(scopes)
         if basic:
             headers["Authorization"] = basic
         response = self._send("GET", url, headers)
@@ -425,7 +433,7 @@ class RegistryClient:
             return None
         scheme, params = self._challenge
         if scheme == "basic":
-            return self._basic_header()
+            return self._basic_header(scopes)
         if scheme == "bearer":
             return f"Bearer {self._bearer_token(params, scopes)}"
         return None

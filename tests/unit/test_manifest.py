@@ -240,3 +240,43 @@ def test_blob_gives_up_after_attempts(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="reset|transfer"):
         store.ingest(digest(data), len(data), Source(data, breaks=99, break_at=0), attempts=3)
     assert list((tmp_path / "blobs").iterdir()) == []
+
+
+# --- registry client helpers ----------------------------------------------------------------
+
+
+def test_parse_www_authenticate() -> None:
+    from podpy.image.registry import parse_challenge
+
+    scheme, params = parse_challenge(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/busybox:pull",error="insufficient_scope"'
+    )
+    assert scheme == "bearer"
+    assert params == {
+        "realm": "https://auth.docker.io/token",
+        "service": "registry.docker.io",
+        "scope": "repository:library/busybox:pull",
+        "error": "insufficient_scope",
+    }
+    assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
+
+
+def test_credentials_are_looked_up_by_repository() -> None:
+    import base64
+
+    from podpy.image.registry import RegistryClient, static_credentials
+
+    seen: List[str] = []
+
+    def lookup(key: str) -> Tuple[str, str]:
+        seen.append(key)
+        return ("user", "pa:ss")
+
+    client = RegistryClient("reg.example:5000", credentials=lookup)
+    header = client._basic_header(["repository:ns/app:pull,push"])
+    assert seen == ["reg.example:5000/ns/app"]
+    assert header == "Basic " + base64.b64encode(b"user:pa:ss").decode()
+    creds = static_credentials("bob:secret:x")
+    assert creds is not None and creds("any") == ("bob", "secret:x")
+    assert static_credentials(None) is None
