@@ -357,6 +357,11 @@ def store_image(
                 stream = layer.open()
                 try:
                     digest, size = st.blobs.put_stream(stream, layer.digest)
+                except mf.DigestMismatch as err:
+                    raise mf.DigestMismatch(
+                        f"layer {layer.diff_id}: {err.message}",
+                        hint="the source is corrupt; this image was not stored",
+                    ) from err
                 finally:
                     stream.close()
                 if size != layer.size:
@@ -629,12 +634,16 @@ def parse_endpoint(text: str) -> Endpoint:
         return Endpoint("containers-storage", rest)
     if sep and transport == "docker":
         raise CopyError(f'invalid image name "{text}": use docker://REFERENCE')
-    if sep and "/" not in transport and transport.isalpha() and transport not in ("localhost",):
-        if not rest[:1].isdigit():
-            raise CopyError(
-                f'invalid transport "{transport}" in "{text}"',
-                hint="use one of: " + ", ".join(TRANSPORTS),
-            )
+    # Anything else must be a local image name (`name:tag` is not a transport).
+    from podpy.image import reference as refs
+
+    try:
+        refs.parse(text)
+    except refs.ReferenceError as err:
+        raise CopyError(
+            f'invalid image name "{text}": neither a known transport nor a local image name',
+            hint="use one of: " + ", ".join(f"{t}:" for t in TRANSPORTS) + " or NAME[:TAG]",
+        ) from err
     return Endpoint("containers-storage", text)
 
 
@@ -735,12 +744,16 @@ def copy(
         )
         if options.platform is not None:
             pull_options.platform = options.platform
+        from podpy.engine.images import store
+
+        st = store(eng)
+        had_name = bool(st.db.query("SELECT 1 FROM image_names WHERE name = ?", (ref.tagged_name,)))
         result = Puller(eng, pull_options, progress).pull_reference(ref)
         wanted = refs.parse_local_name(dst_end.path).tagged_name
         if wanted != result.name:
-            from podpy.engine.images import store
-
-            store(eng).add_name(result.image_id, wanted)
+            st.add_name(result.image_id, wanted)
+            if result.name and not had_name:
+                st.remove_name(result.image_id, result.name)  # only the name asked for
         return CopyResult(result.image_id, None)
     source = open_source(eng, src_end, options)
     try:
