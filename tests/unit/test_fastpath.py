@@ -1,0 +1,113 @@
+"""The ps fast path: same output as the typer command, no typer/click imported, and every
+invocation it does not fully understand falls through to the full CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podpy.fastpath import _parse_ps, _split
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["ps"], ({}, ["ps"], [])),
+        (["--root", "/r", "ps", "-a"], ({"root": "/r"}, ["ps"], ["-a"])),
+        (
+            ["--runroot=/x", "container", "ls", "-q"],
+            ({"runroot": "/x"}, ["container", "ls"], ["-q"]),
+        ),
+        (
+            ["--log-level", "debug", "container", "list"],
+            ({"log_level": "debug"}, ["container", "list"], []),
+        ),
+    ],
+)
+def test_split_recognises_ps(argv, expected):
+    assert _split(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["images"], ["--help", "ps"], ["--root"], ["run", "ps"], ["container", "inspect", "x"], []],
+)
+def test_split_leaves_other_commands(argv):
+    assert _split(argv) is None
+
+
+def test_parse_ps_flags():
+    opts = _parse_ps(
+        [
+            "-aq",
+            "--no-trunc",
+            "-n",
+            "3",
+            "--filter",
+            "status=exited",
+            "-f=name=x",
+            "--format={{.ID}}",
+            "--noheading",
+        ]
+    )
+    assert opts == {
+        "all": True,
+        "quiet": True,
+        "no_trunc": True,
+        "last": 3,
+        "filters": ["status=exited", "name=x"],
+        "format": "{{.ID}}",
+        "noheading": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["-h"], ["--bogus"], ["-ax"], ["extra"], ["-n"], ["-n", "x"]]
+)
+def test_parse_ps_falls_through(args):
+    assert _parse_ps(args) is None
+
+
+def _run(code: str, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(root), "XDG_RUNTIME_DIR": str(root)},
+    )
+
+
+def test_fast_ps_matches_typer_and_skips_typer(tmp_path: Path):
+    """Same bytes from both paths on a store with containers; typer never loaded on the fast one."""
+    setup = (
+        "import sys, time, json; sys.path.insert(0, '.');"
+        "from podpy.engine import Engine, GlobalOptions;"
+        "e = Engine(GlobalOptions(root=sys.argv[1] + '/s', runroot=sys.argv[1] + '/r'));"
+        "now = time.time();"
+        "[e.db.insert('containers', {'id': f'{i:064x}', 'name': f'c{i}', 'image_id': 'ab' * 32,"
+        " 'created': now - 86400 * (5 + i), 'config': {'image_name': 'localhost/x:latest',"
+        " 'command': ['sleep', str(i)], 'labels': {'k': str(i)}}, 'status': 'exited',"
+        " 'exit_code': i, 'state': {'finished_at': now - 86400 * 3}, 'updated': now}) for i in range(3)]"
+    )
+    assert _run(setup, tmp_path).returncode == 0
+    args = "['--root', sys.argv[1] + '/s', '--runroot', sys.argv[1] + '/r', 'ps', '-a', '--filter', 'label=k=1']"
+    fast = _run(
+        "import sys; sys.path.insert(0, '.'); from podpy.fastpath import try_fast;"
+        f"rc = try_fast({args}); assert rc == 0, rc;"
+        "assert 'typer' not in sys.modules and 'click' not in sys.modules, 'typer loaded'",
+        tmp_path,
+    )
+    slow = _run(
+        f"import sys; sys.path.insert(0, '.'); from podpy.cli import main; sys.exit(main({args}))",
+        tmp_path,
+    )
+    assert fast.returncode == 0, fast.stderr
+    assert slow.returncode == 0, slow.stderr
+    assert fast.stdout == slow.stdout
+    assert "c1" in fast.stdout and "c0" not in fast.stdout and "Exited (1)" in fast.stdout
