@@ -67,11 +67,26 @@ class LogWriter:
                 break
             out.append(b"%s %s F %s\n" % (stamp, tag, data[start:end]))
             start = end + 1
-        blob = b"".join(out)
-        if self.max_size > 0 and self._size + len(blob) > self.max_size and self._size > 0:
-            self._rotate()
-        os.write(self._fd, blob)
-        self._size += len(blob)
+        if self.max_size <= 0:
+            self._append(b"".join(out))
+            return
+        # Rotate between records, so one big read from the container still keeps the file
+        # under max-size (a single record longer than max-size is written alone).
+        batch: List[bytes] = []
+        batch_size = 0
+        for record in out:
+            if self._size + batch_size + len(record) > self.max_size and (self._size or batch):
+                self._append(b"".join(batch))
+                batch, batch_size = [], 0
+                self._rotate()
+            batch.append(record)
+            batch_size += len(record)
+        self._append(b"".join(batch))
+
+    def _append(self, blob: bytes) -> None:
+        if blob:
+            os.write(self._fd, blob)
+            self._size += len(blob)
 
     def _rotate(self) -> None:
         # One generation kept, as conmon does: the old file becomes .1, a new one starts.
