@@ -202,16 +202,10 @@ def _run_options(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any])
                 f"invalid --security-opt {item!r}",
                 hint="supported: no-new-privileges, seccomp=unconfined|PATH",
             )
-    volumes = []
-    for spec in opts.volumes:
-        source = spec.split(":", 1)[0]
-        if source.startswith(("/", ".")):
-            volumes.append(os.path.abspath(source) + spec[len(source) :])
-        else:
-            raise PodpyError(
-                f"named volumes are not supported yet: {spec}",
-                hint="use an absolute host path: -v /host/dir:/container/dir",
-            )
+    from podpy.engine.volumes import split_specs
+
+    # Host binds only; named and anonymous volumes are created by volumes.attach() in create().
+    volumes, _named = split_specs(opts.volumes)
     fields: Dict[str, Any] = {
         "name": opts.name,
         "command": list(opts.command) or None,
@@ -322,7 +316,12 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
     image = _resolve_image(eng, opts, image_engine, progress)
     image_config = (image.config or {}).get("config") or {}
     fields = _run_options(eng, opts, image_config)
-    network = _network_spec(eng, opts, image_config)
+    pod_member = None
+    if opts.pod:  # --pod P / --pod new:P: the member uses the infra's namespaces
+        from podpy.engine import pods
+
+        pod_member = pods.member_network(eng, opts)
+    network = pod_member["network"] if pod_member else _network_spec(eng, opts, image_config)
     driver = _storage_driver(eng)
     import secrets
 
@@ -384,6 +383,12 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
         "network": network,
     }
     signal_number(config["stop_signal"])
+    from podpy.engine import volumes as volume_engine
+
+    named_specs = volume_engine.split_specs(opts.volumes)[1]
+    taken = [v.split(":")[1] for v in fields["volumes"]] + [t.split(":")[0] for t in opts.tmpfs]
+    binds, config["volumes"] = volume_engine.attach(eng, named_specs, image_config, taken)
+    fields["volumes"] = list(fields["volumes"]) + binds
     for sub in ("diff", "work", "merged", "userdata"):
         os.makedirs(os.path.join(cdir, sub), mode=0o700, exist_ok=True)
     # The overlay's root directory takes the upper dir's mode: give it the image's `/` mode
@@ -405,6 +410,7 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
         "status": "created",
         "state": {},
         "updated": now,
+        "pod_id": pod_member["pod_id"] if pod_member else None,
     }
     try:
         eng.db.insert("containers", row)
@@ -513,6 +519,11 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
             pass
     network = dict(config.get("network") or {"mode": "none"})
     run_options = dict(config["run_options"])
+    userns_path = None
+    if row.get("pod_id"):
+        from podpy.engine import pods
+
+        userns_path = pods.join_pod_namespaces(eng, row, run_options)
     run_options["network_ns"] = _network_namespace(eng, network)
     if network.get("ports"):
         from netns_helpers.ports import resolve_host_ports
@@ -546,6 +557,8 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "sdnotify": config.get("sdnotify", "conmon"),
         "sig_proxy": config.get("sig_proxy", True),
         "cleanup": cleanup,
+        "userns_path": userns_path,  # pod members join the infra's user namespace (rootless)
+        "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
     }
     path = os.path.join(rdir, "monitor.json")
     write_atomic(path, json.dumps(spec).encode(), mode=0o600)
@@ -754,6 +767,10 @@ def remove(eng: Engine, ref: str, force: bool = False, volumes: bool = False) ->
     eng.db.delete("containers", row["id"])
     _remove_dirs(eng, row["id"])
     _event(eng, row, "remove")
+    if volumes:
+        from podpy.engine.volumes import remove_anonymous
+
+        remove_anonymous(eng, row["config"].get("volumes") or [])
     return row["id"]
 
 
@@ -765,7 +782,7 @@ def cleanup(eng: Engine, ref: str, remove_container: bool) -> None:
         return
     _event(eng, row, "cleanup")
     if remove_container:
-        remove(eng, row["id"], force=True)
+        remove(eng, row["id"], force=True, volumes=True)
 
 
 # --- reading --------------------------------------------------------------------------------
