@@ -1,0 +1,156 @@
+"""Crash safety: a detached container's monitor killed with SIGKILL. The next podpy command says
+so in one line and marks the container exited, nothing of the container keeps running, and
+`rm` works without leaking a mount. Also: a container outlives the podpy that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Dict, List
+
+import pytest
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def image(as_each, busybox_image: str) -> str:
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    return busybox_image
+
+
+def inspect_one(runner, ref: str) -> Dict:
+    return json.loads(runner.ok("inspect", "--type", "container", ref))[0]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def mounts_mentioning(text: str) -> List[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def processes_in_pidns_of(pid: int) -> List[int]:
+    """Host pids sharing `pid`'s pid namespace (the container's processes)."""
+    try:
+        target = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == target:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_killed_monitor_is_noticed_and_cleaned(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("crash")
+    cid = runner.ok("run", "-d", "--name", name, image, "sh", "-c", "sleep 300 & sleep 300").strip()
+    state = inspect_one(runner, name)["State"]
+    monitor, container = state["ConmonPid"], state["Pid"]
+    assert monitor > 0 and container > 0 and monitor != container
+    assert pid_alive(monitor) and pid_alive(container)
+    members = processes_in_pidns_of(container)
+    assert len(members) >= 2  # sh and its two sleeps
+    merged = json.loads(runner.ok("inspect", name))[0]["StaticDir"].rsplit("/", 1)[0] + "/merged"
+
+    os.kill(monitor, 9)
+    assert wait_gone(monitor)
+
+    listing = runner.podpy("ps", "-a")
+    assert listing.returncode == 0
+    notes = [ln for ln in listing.stderr.splitlines() if ln.strip()]
+    assert len(notes) == 1, listing.stderr
+    assert name in notes[0] and "monitor" in notes[0] and "exited" in notes[0]
+    row = next(ln for ln in listing.stdout.splitlines() if name in ln)
+    assert "Exited (137)" in row
+
+    # said once: the repair is recorded, the next command is quiet
+    again = runner.podpy("ps", "-a")
+    assert again.stderr.strip() == "" and "Exited (137)" in again.stdout
+
+    # every process of the container is gone within a few seconds
+    for pid in members:
+        assert wait_gone(pid), f"container process {pid} survived its monitor"
+    after = inspect_one(runner, name)["State"]
+    assert after["Status"] == "exited" and after["Running"] is False and after["Pid"] == 0
+    assert after["ExitCode"] == 137
+
+    assert runner.ok("rm", name).strip() == cid
+    assert not mounts_mentioning(cid)
+    assert not mounts_mentioning(merged)
+    assert not os.path.exists(merged)
+    assert runner.ok("ps", "-aq") == ""
+
+
+def test_killed_monitor_noticed_by_wait_and_start(as_each, image: str) -> None:
+    """`wait` does not hang on a dead monitor, and the container can be started again."""
+    runner = as_each
+    name = unique_name("crash2")
+    runner.ok("run", "-d", "--name", name, image, "sleep", "300")
+    state = inspect_one(runner, name)["State"]
+    os.kill(state["ConmonPid"], 9)
+    assert wait_gone(state["ConmonPid"])
+    waited = runner.podpy("wait", name, timeout=30)
+    assert waited.returncode == 0 and waited.stdout.strip() == "137"
+    assert "lost its monitor" in waited.stderr
+    assert wait_gone(state["Pid"])
+    runner.ok("start", name)
+    fresh = inspect_one(runner, name)["State"]
+    assert fresh["Status"] == "running" and fresh["Pid"] != state["Pid"] and pid_alive(fresh["Pid"])
+    runner.ok("rm", "-f", name)
+    assert wait_gone(fresh["Pid"])
+
+
+def test_container_outlives_its_launcher(as_each, image: str) -> None:
+    """The shim promise: `run -d` returns, the container keeps running and logging."""
+    runner = as_each
+    name = unique_name("shim")
+    runner.ok(
+        "run",
+        "-d",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
+    )
+    state = inspect_one(runner, name)["State"]
+    monitor = state["ConmonPid"]
+    # the monitor is in its own session, not a child of anything we started
+    with open(f"/proc/{monitor}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    assert int(fields[3]) != os.getsid(0)  # its own session, no terminal of ours
+    assert int(fields[1]) != os.getpid()  # not our child
+    time.sleep(1.5)
+    ticks = [ln for ln in runner.ok("logs", name).splitlines() if ln.startswith("tick-")]
+    assert len(ticks) >= 4
+    assert ticks == [f"tick-{i}" for i in range(len(ticks))]
+    runner.ok("rm", "-f", name)
+    assert wait_gone(monitor)
