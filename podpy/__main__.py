@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:  # no `typing` import: start-up 
         from netns_helpers.__main__ import main as netns_main
 
         return netns_main(args[1:])
+    if args and args[0] == "__pause":
+        from podpy.pause import main as pause_main
+
+        return pause_main(args[1:])
     if args in (["--version"], ["-v"]):
         from podpy import __version__
 

@@ -465,6 +465,32 @@ def enter_userns_in_place(
     os.environ[ROOTLESS_UID_ENV] = str(maps.uid)
 
 
+def join_userns_in_place(path: str) -> None:
+    """Move THIS process into an existing user namespace (a pod's infra container's) as its root.
+
+    Pod members must share the infra's user namespace: setns() into its network, ipc and uts
+    namespaces needs CAP_SYS_ADMIN in the user namespace that owns them. The user who created
+    that namespace holds every capability in it, so no helper is needed. Call single-threaded.
+    No-op when already root.
+    """
+    if not needs_userns():
+        return
+    from podpy import linux
+
+    uid = os.geteuid()
+    try:
+        linux.setns_path(path, linux.CLONE_NEWUSER)
+    except OSError as err:
+        raise PodpyError(f"joining the user namespace {path}: {err}") from err
+    os.setresgid(0, 0, 0)
+    try:
+        os.setgroups([])
+    except PermissionError:
+        pass  # setgroups is denied in a single-id namespace
+    os.setresuid(0, 0, 0)
+    os.environ[ROOTLESS_UID_ENV] = str(uid)
+
+
 def unshare(paths: Paths, argv: Sequence[str], env: Optional[Mapping[str, str]] = None) -> int:
     """`podpy unshare`: run argv (default $SHELL) as namespace root with the store locations in
     its environment (podman's CONTAINERS_GRAPHROOT/RUNROOT, plus PODPY_GRAPHROOT/RUNROOT);

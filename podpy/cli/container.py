@@ -230,6 +230,7 @@ def create(
     publish: List[str] = typer.Option([], "-p", "--publish", help="Publish a port"),
     memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Memory limit"),
     pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="Process limit"),
+    pod: Optional[str] = typer.Option(None, "--pod", help="Create in a pod (new:NAME makes one)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Suppress pull output"),
 ) -> None:
     """Create a container without starting it; prints its ID."""
@@ -268,6 +269,7 @@ def create(
         publish=publish,
         memory=memory,
         pids_limit=pids_limit,
+        pod=pod,
         quiet=quiet,
     )
     typer.echo(row["id"])
