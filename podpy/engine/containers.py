@@ -507,7 +507,6 @@ def _resolve_image(eng: Engine, opts: CreateOptions, image_engine: Any, progress
 def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
     """Write the monitor's JSON instructions; returns its path."""
     from podpy.atomic import write_atomic
-    from podpy.selfexec import podpy_argv
 
     config = row["config"]
     rdir = run_dir(eng, row["id"])
@@ -532,9 +531,6 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         resolved = resolve_host_ports(network["ports"], rootless=eng.paths.rootless)
         network["ports"] = [asdict(p) for p in resolved]
         eng.db.update_state("containers", row["id"], {"ports": network["ports"]})
-    cleanup = None
-    if config.get("remove"):
-        cleanup = podpy_argv() + _global_args(eng) + ["container", "cleanup", "--rm", row["id"]]
     spec = {
         "id": row["id"],
         "name": row["name"],
@@ -556,7 +552,10 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "db": eng.paths.db_file,
         "sdnotify": config.get("sdnotify", "conmon"),
         "sig_proxy": config.get("sig_proxy", True),
-        "cleanup": cleanup,
+        # --rm: the monitor removes the container itself once it has exited (no second
+        # podpy process to start), through the same engine code as `podpy rm`.
+        "remove": bool(config.get("remove")),
+        "store": {"root": eng.paths.graph_root, "runroot": eng.paths.run_root},
         "userns_path": userns_path,  # pod members join the infra's user namespace (rootless)
         "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
     }

@@ -1,6 +1,6 @@
 """The per-container monitor (conmon's role): starts the container through the OCI runtime,
 relays stdio or a pty, writes the log, serves attach clients, proxies signals, reaps
-everything as a child subreaper, records the exit, then runs the cleanup command.
+everything as a child subreaper, records the exit, and removes --rm containers.
 
 It runs as `python3 -I -S podpy.pyz __monitor SPEC.json`, imports only the stdlib and small
 podpy modules, and never touches typer, rich or pyroute2.
@@ -455,7 +455,7 @@ class Monitor:
                         self._drop_client(client)
 
     def finish(self, failed_code: Optional[int] = None) -> int:
-        """Record the exit (or the start failure's code), release everything, run cleanup."""
+        """Record the exit (or the start failure's code), release everything, honour --rm."""
         if failed_code is not None:
             code = failed_code
         else:
@@ -498,27 +498,22 @@ class Monitor:
         return code
 
     def _run_cleanup(self) -> None:
-        """Run the exit command (`podpy container cleanup ID`), which updates the state DB."""
-        argv = self.spec.get("cleanup")
-        if not argv:
+        """--rm: remove the container now that its exit is recorded, in this process (the
+        engine code `podpy rm` uses; we are already root of the user namespace)."""
+        if not self.spec.get("remove"):
             return
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        from podpy.engine import Engine, GlobalOptions
+        from podpy.engine.containers import remove
+        from podpy.errors import PodpyError
+
+        store = self.spec.get("store") or {}
+        engine = Engine(GlobalOptions(root=store.get("root"), runroot=store.get("runroot")))
         try:
-            pid = os.fork()
-        except OSError:
-            return
-        if pid == 0:
-            try:
-                devnull = os.open(os.devnull, os.O_RDWR)
-                os.dup2(devnull, 0)
-                if not self.foreground:
-                    os.dup2(devnull, 1)
-                    os.dup2(devnull, 2)
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-        os.waitpid(pid, 0)
+            remove(engine, self.cid, force=True)
+        except PodpyError as err:
+            sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
+        finally:
+            engine.close()
 
 
 def main(argv: List[str]) -> int:
