@@ -64,6 +64,7 @@ def _register() -> None:
         image,
         image_transfer,
         oci,
+        pod,
         reset,
         system,
         unshare,
@@ -78,6 +79,7 @@ def _register() -> None:
         image_transfer,
         container,
         container_ops,
+        pod,
         oci,
     ):
         module.register(app)
