@@ -17,7 +17,10 @@ def enter_namespaces(spec: Dict[str, Any]) -> None:
     if spec.get("rootless"):
         from podpy import rootless
 
-        rootless.enter_userns_in_place()
+        if spec.get("userns_path"):  # a pod member joins its infra's user namespace
+            rootless.join_userns_in_place(spec["userns_path"])
+        else:
+            rootless.enter_userns_in_place()
     linux.unshare(linux.CLONE_NEWNS)
     linux.make_rprivate("/")
 
