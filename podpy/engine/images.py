@@ -587,6 +587,15 @@ def prune(eng: Engine, all_images: bool = False, filters: Sequence[str] = ()) ->
         if not all_images and not image.dangling:
             continue
         _delete_image(eng, image, report)
+    # Also sweep what killed pulls left on disk without a record.
+    from podpy import log
+
+    orphan_layers, orphan_blobs = st.orphans()
+    if orphan_layers:
+        log.debug(f"removing {len(orphan_layers)} unreferenced layer directories")
+        st.remove_layer_dirs(orphan_layers)
+    for digest in orphan_blobs:
+        st.blobs.remove(digest)
     return report.deleted
 
 

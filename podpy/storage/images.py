@@ -20,6 +20,8 @@ from podpy.storage.blobs import BlobStore
 from podpy.storage.layers import LayerStore
 
 IMAGE_UNKNOWN = "image not known"
+# Unreferenced layer dirs/blobs younger than this may belong to a pull still running.
+ORPHAN_GRACE_SECONDS = 600.0
 
 
 @dataclass
@@ -275,6 +277,34 @@ class ImageStore:
         if "__error__" in results:
             raise PodpyError(results["__error__"], hint=results.get("__hint__") or None)
         return {k: int(v) for k, v in results.items()}
+
+    def orphans(self, grace_seconds: Optional[float] = None) -> Tuple[List[str], List[str]]:
+        """(layer hexes, blob digests) on disk that no record references, left by killed
+        pulls. Entries younger than the grace period may belong to a pull in flight."""
+        known_layers = {r["id"] for r in self.db.query("SELECT id FROM layers")}
+        used_blobs: Set[str] = set()
+        for row in self.db.query("SELECT id, metadata_json FROM images"):
+            used_blobs.add("sha256:" + row["id"])
+            used_blobs.update((row.get("metadata") or {}).get("digests") or [])
+        for row in self.db.query("SELECT compressed_digest FROM layers"):
+            if row["compressed_digest"]:
+                used_blobs.add(row["compressed_digest"])
+        grace = ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        cutoff = time.time() - grace
+
+        def old(path: str) -> bool:
+            try:
+                return os.lstat(path).st_ctime < cutoff
+            except OSError:
+                return False
+
+        layers = [
+            c.split(":", 1)[1]
+            for c in self.layers.chain_ids()
+            if c.split(":", 1)[1] not in known_layers and old(self.layers.layer_dir(c))
+        ]
+        blobs = [d for d in self.blobs.digests() if d not in used_blobs and old(self.blobs.path(d))]
+        return layers, blobs
 
     def remove_layer_dirs(self, chain_hexes: Iterable[str]) -> None:
         """Delete layer dirs (hidden by a rename first, so a crash never leaves a half layer)."""

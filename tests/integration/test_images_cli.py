@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -206,3 +207,30 @@ def test_rmi_refuses_image_in_use(rootful: Runner, busybox_image: str) -> None:
     finally:
         db.close()
     assert rootful.ok("rmi", busybox_image).splitlines()[-1] == f"Deleted: {image_id}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="builds a root-owned store in-process")
+def test_prune_sweeps_what_killed_pulls_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podpy.engine import Engine, GlobalOptions
+    from podpy.engine import images as image_engine
+    from podpy.storage import images as image_store
+
+    eng = Engine(GlobalOptions(root=str(tmp_path / "root"), runroot=str(tmp_path / "run")))
+    try:
+        st = image_engine.store(eng)
+        layer = Path(st.layers.layer_dir("sha256:" + "a" * 64)) / "diff"
+        layer.mkdir(parents=True)
+        (layer / "file").write_text("left by a killed pull")
+        digest = st.blobs.put_bytes(b"an orphan blob")
+        # Fresh leftovers may belong to a pull in flight: kept.
+        assert st.orphans() == ([], [])
+        assert image_engine.prune(eng) == []
+        assert layer.exists() and st.blobs.has(digest)
+        monkeypatch.setattr(image_store, "ORPHAN_GRACE_SECONDS", -1.0)
+        assert st.orphans() == (["a" * 64], [digest])
+        assert image_engine.prune(eng) == []
+        assert not layer.parent.exists() and not st.blobs.has(digest)
+    finally:
+        eng.close()
