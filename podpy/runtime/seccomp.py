@@ -70,11 +70,22 @@ class SeccompError(PodpyError):
     """A seccomp profile that cannot be parsed or compiled."""
 
 
+# The kernel keyring is not namespaced, so one container could read or fill another's keys:
+# like Docker's default profile, refuse keyctl too (podman's profile already refuses add_key
+# and request_key but allows keyctl).
+DENIED_BEYOND_PODMAN = frozenset({"keyctl"})
+
+
 def default_profile() -> Dict[str, Any]:
-    """A deep copy of the embedded podman default profile (podman's JSON form)."""
+    """A deep copy of the embedded podman default profile (podman's JSON form), minus
+    DENIED_BEYOND_PODMAN, which then falls to the default action (ENOSYS)."""
     from podpy.runtime._seccomp_data import DEFAULT_PROFILE
 
-    return copy.deepcopy(DEFAULT_PROFILE)
+    profile = copy.deepcopy(DEFAULT_PROFILE)
+    for rule in profile.get("syscalls") or []:
+        if rule.get("action") == "SCMP_ACT_ALLOW":
+            rule["names"] = [n for n in rule.get("names") or [] if n not in DENIED_BEYOND_PODMAN]
+    return profile
 
 
 def load_profile(path: str) -> Dict[str, Any]:

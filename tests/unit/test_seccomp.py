@@ -175,3 +175,17 @@ def test_bad_profiles_give_clear_errors(tmp_path):
         seccomp.compile_filter(bad_op, "x86_64")
     with pytest.raises(seccomp.SeccompError, match="not supported on architecture"):
         seccomp.compile_filter({"defaultAction": "SCMP_ACT_ALLOW"}, "mips")
+
+
+def test_default_profile_refuses_keyctl_like_docker():
+    """The keyring is not namespaced: keyctl is not in any allow rule of podpy's default."""
+    from podpy.runtime import seccomp
+
+    allowed = {
+        name
+        for rule in seccomp.default_profile()["syscalls"]
+        if rule.get("action") == "SCMP_ACT_ALLOW"
+        for name in rule.get("names") or []
+    }
+    assert "keyctl" not in allowed and "add_key" not in allowed
+    assert "read" in allowed and "clone3" not in seccomp.DENIED_BEYOND_PODMAN
