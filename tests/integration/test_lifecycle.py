@@ -1,0 +1,414 @@
+"""Container lifecycle through the zipapp, as the rootless user and as root: run/ps/logs/stop/
+start/kill/wait/rm/inspect, podman's exit codes, and the common `run` options.
+
+Every test pulls the busybox image from the local registry fixture into the runner's store
+(the runner fixtures reset that store afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A short unique container name (tests/conftest.unique_name is shadowed here)."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def image(as_each, busybox_image: str) -> str:
+    """The busybox reference, already pulled into as_each's store."""
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    return busybox_image
+
+
+@pytest.fixture
+def scratch(shared_tmp: Path) -> Path:
+    """A fresh directory both the rootless user and root can reach and write."""
+    path = shared_tmp / unique_name("scratch")
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+def graph_root(runner) -> Path:
+    info = json.loads(runner.ok("info", "--format", "json"))
+    return Path(info["store"]["graphRoot"])
+
+
+def inspect_one(runner, ref: str) -> Dict:
+    data = json.loads(runner.ok("inspect", "--type", "container", ref))
+    assert len(data) == 1
+    return data[0]
+
+
+def ps_names(runner, *args: str) -> List[str]:
+    return runner.ok("ps", *args, "--format", "{{.Names}}").split()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def mounts_mentioning(text: str) -> List[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def wait_for_log(runner, name: str, needle: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = runner.podpy("logs", name)
+        if needle in result.stdout + result.stderr:
+            return
+        assert time.monotonic() < deadline, f"{needle!r} never logged: {result}"
+        time.sleep(0.1)
+
+
+def test_full_life(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("life")
+    cid = runner.ok(
+        "run", "-d", "--name", name, image, "sh", "-c", "echo out; echo err >&2; sleep 60"
+    ).strip()
+    assert HEX64.match(cid), cid
+
+    # ps: Up, right name, image, command
+    table = runner.ok("ps")
+    line = next(ln for ln in table.splitlines() if name in ln)
+    assert cid[:12] in line and "Up " in line and "busybox" in line and "sh -c" in line
+    assert runner.ok("ps", "--format", "{{.Names}} {{.Image}} {{.Status}}").startswith(
+        f"{name} {image} Up"
+    )
+
+    # logs: stdout and stderr kept apart
+    wait_for_log(runner, name, "err")
+    logs = runner.podpy("logs", name)
+    assert logs.returncode == 0
+    assert logs.stdout == "out\n"
+    assert logs.stderr == "err\n"
+
+    state = inspect_one(runner, name)
+    for key in ("Id", "Name", "State", "Config", "HostConfig", "Mounts", "NetworkSettings"):
+        assert key in state
+    assert state["Id"] == cid and state["Name"] == name
+    st = state["State"]
+    assert st["Status"] == "running" and st["Running"] is True and st["Pid"] > 0
+    assert st["ExitCode"] == 0 and st["StartedAt"].startswith(time.strftime("%Y-", time.gmtime()))
+    assert st["FinishedAt"].startswith("0001-")
+    container_pid = st["Pid"]
+    assert pid_alive(container_pid)
+    assert runner.ok("inspect", "--format", "{{.State.Status}}", name).strip() == "running"
+    assert runner.podpy("container", "exists", name).returncode == 0
+    assert runner.podpy("container", "exists", unique_name("nope")).returncode == 1
+
+    # stop: sh as PID 1 ignores TERM, so after -t 1 it is killed (137)
+    began = time.monotonic()
+    assert runner.ok("stop", "-t", "1", name).strip() == name
+    assert time.monotonic() - began < 15
+    assert wait_gone(container_pid)
+    assert "Exited (137)" in runner.ok("ps", "-a", "--filter", f"name={name}")
+    assert name not in ps_names(runner)
+    assert name in ps_names(runner, "-a", "--filter", "status=exited")
+    state = inspect_one(runner, name)
+    assert state["State"]["Status"] == "exited" and state["State"]["ExitCode"] == 137
+    assert state["State"]["Running"] is False
+    assert not state["State"]["FinishedAt"].startswith("0001-")
+
+    # start again: a new run of the same container, its log appended
+    assert runner.ok("start", name).strip() == name
+    assert inspect_one(runner, name)["State"]["Status"] == "running"
+    deadline = time.monotonic() + 10
+    while runner.podpy("logs", name).stdout != "out\nout\n":
+        assert time.monotonic() < deadline, runner.podpy("logs", name)
+        time.sleep(0.1)
+    assert runner.podpy("logs", name).stderr == "err\nerr\n"
+    pid2 = inspect_one(runner, name)["State"]["Pid"]
+    assert pid2 != container_pid and pid_alive(pid2)
+
+    # kill + wait
+    assert runner.ok("kill", "-s", "KILL", name).strip() == name
+    assert runner.ok("wait", name).strip() == "137"
+    assert wait_gone(pid2)
+
+    # rm leaves no directory and no mount
+    cdir = graph_root(runner) / "containers" / cid
+    assert runner.ok("rm", name).strip() == cid
+    assert not cdir.exists()
+    assert runner.podpy("container", "exists", name).returncode == 1
+    assert not mounts_mentioning(cid)
+    assert not [p for p in (container_pid, pid2) if pid_alive(p)]
+
+
+def test_ps_options(as_each, image: str) -> None:
+    runner = as_each
+    first, second, third = (unique_name(p) for p in ("psa", "psb", "psc"))
+    runner.ok("create", "--name", first, "--label", "tier=web", image, "true")
+    runner.ok("run", "--name", second, image, "true")
+    cid3 = runner.ok("run", "-d", "--name", third, image, "sleep", "60").strip()
+
+    assert ps_names(runner) == [third]
+    assert ps_names(runner, "-a") == [third, second, first]
+    assert ps_names(runner, "-a", "--filter", "status=exited") == [second]
+    assert ps_names(runner, "-a", "--filter", "status=created") == [first]
+    assert ps_names(runner, "-a", "--filter", f"name={second}") == [second]
+    assert ps_names(runner, "-a", "--filter", "label=tier=web") == [first]
+    assert ps_names(runner, "-l") == [third]
+    assert ps_names(runner, "-n", "2") == [third, second]
+    assert runner.ok("ps", "-q").split() == [cid3[:12]]
+    assert runner.ok("ps", "-q", "--no-trunc").split() == [cid3]
+    assert len(runner.ok("ps", "-aq").split()) == 3
+    header = runner.ok("ps").splitlines()[0]
+    assert header.split()[:2] == ["CONTAINER", "ID"] and "NAMES" in header
+    assert runner.ok(
+        "ps", "-a", "--filter", f"name={first}", "--format", "{{.Status}}"
+    ).strip() == ("Created")
+    bad = runner.podpy("ps", "--filter", "bogus=1")
+    assert bad.returncode == 125 and "bogus" in bad.stderr
+    assert runner.ok("rm", "-af")
+    assert runner.ok("ps", "-aq") == ""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["true"], 0),
+        (["false"], 1),
+        (["sh", "-c", "exit 42"], 42),
+        (["/no/such/command"], 127),
+        (["/etc/passwd"], 126),
+    ],
+)
+def test_exit_codes(as_each, image: str, argv: List[str], code: int) -> None:
+    result = as_each.podpy("run", "--rm", image, *argv)
+    assert result.returncode == code, result
+    if code >= 126:
+        assert result.stderr.strip(), "a failed start must say why"
+    assert as_each.ok("ps", "-aq") == ""  # --rm removed it in every case
+
+
+def test_exit_codes_podpy_errors(as_each, image: str) -> None:
+    runner = as_each
+    result = runner.podpy("run", "--rm", "--user", "nosuch", image, "true")
+    assert result.returncode == 125 and "nosuch" in result.stderr, result
+    result = runner.podpy("run", "--rm", "--pull", "never", "localhost/nosuchimage:1", "true")
+    assert result.returncode == 125 and "nosuchimage" in result.stderr, result
+    result = runner.podpy("run", "--bogus-flag", image, "true")
+    assert result.returncode == 125 and "bogus-flag" in result.stderr, result
+    assert runner.ok("ps", "-aq") == ""
+
+
+def test_name_conflict_cidfile_replace(as_each, image: str, scratch: Path) -> None:
+    runner = as_each
+    name = unique_name("dup")
+    cidfile = scratch / "cid"
+    first = runner.ok("run", "-d", "--cidfile", str(cidfile), "--name", name, image, "sleep", "60")
+    assert cidfile.read_text() == first.strip()
+    again = runner.podpy("run", "-d", "--name", name, image, "true")
+    assert again.returncode == 125
+    assert "already in use" in again.stderr and "--replace" in again.stderr
+    # the cidfile exists already: refused, and no container left behind for it
+    clash = runner.podpy("create", "--cidfile", str(cidfile), image, "true")
+    assert clash.returncode == 125 and str(cidfile) in clash.stderr
+    assert len(runner.ok("ps", "-aq").split()) == 1
+    second = runner.ok("run", "-d", "--replace", "--name", name, image, "sleep", "60").strip()
+    assert second != first.strip()
+    assert runner.ok("ps", "-aq", "--no-trunc").split() == [second]
+    runner.ok("rm", "-f", name)
+
+
+def test_run_options(as_each, image: str, scratch: Path) -> None:
+    runner = as_each
+    env_file = scratch / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\n\n")
+
+    def out(*args: str) -> str:
+        return runner.ok("run", "--rm", *args)
+
+    assert "HELLO=world" in out("-e", "HELLO=world", image, "env").splitlines()
+    assert "FROM_FILE=yes" in out("--env-file", str(env_file), image, "env").splitlines()
+    assert out("-w", "/tmp", image, "pwd") == "/tmp\n"
+    assert out("-u", "1000", image, "id", "-u") == "1000\n"
+    assert out("-u", "1000:1001", image, "id", "-g") == "1001\n"
+    assert out("--entrypoint", "echo", image, "via-entrypoint") == "via-entrypoint\n"
+    assert out("--hostname", "hosty", image, "hostname") == "hosty\n"
+    # --read-only: / refuses writes, --tmpfs still writable
+    result = runner.podpy("run", "--rm", "--read-only", image, "touch", "/x")
+    assert result.returncode == 1 and "Read-only file system" in result.stderr
+    assert out(
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        image,
+        "sh",
+        "-c",
+        "echo ok > /scratch/f && cat /scratch/f && grep ' /scratch ' /proc/mounts",
+    ).startswith("ok\ntmpfs /scratch tmpfs")
+    # --init: PID 1 is the init, the command is not PID 1
+    init_out = out("--init", image, "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '")
+    shell_pid, pid1 = init_out.splitlines()
+    assert shell_pid != "1" and "sh -c" not in pid1
+    assert out(image, "sh", "-c", "echo $$") == "1\n"
+
+
+def test_bind_mount_ownership(as_each, image: str, scratch: Path) -> None:
+    runner = as_each
+    data = scratch / "data"
+    data.mkdir()
+    os.chown(data, runner.uid, runner.gid)
+    runner.ok("run", "--rm", "-v", f"{data}:/data", image, "sh", "-c", "echo hi > /data/f")
+    written = data / "f"
+    assert written.read_text() == "hi\n"
+    # container uid 0 is the rootless user (or root itself) on the host
+    assert (written.stat().st_uid, written.stat().st_gid) == (runner.uid, runner.gid)
+    assert runner.ok("run", "--rm", "-v", f"{data}:/data:ro", image, "cat", "/data/f") == "hi\n"
+    ro = runner.podpy("run", "--rm", "-v", f"{data}:/data:ro", image, "touch", "/data/g")
+    assert ro.returncode == 1 and not (data / "g").exists()
+    missing = runner.podpy("run", "--rm", "-v", f"{scratch}/absent:/data", image, "true")
+    assert missing.returncode == 125 and "absent" in missing.stderr
+    assert runner.ok("ps", "-aq") == ""
+
+
+def test_log_rotation(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("rot")
+    script = "i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
+    runner.ok("run", "--name", name, "--log-opt", "max-size=1k", image, "sh", "-c", script)
+    log_path = Path(inspect_one(runner, name)["HostConfig"]["LogConfig"]["Path"])
+    assert log_path.name == "ctr.log"
+    rotated = Path(str(log_path) + ".1")
+    assert log_path.exists() and rotated.exists()
+    # ~10 KB written, yet at most two generations of ~1 KB each remain
+    assert log_path.stat().st_size <= 1024 and rotated.stat().st_size <= 1024
+    assert sorted(p.name for p in log_path.parent.iterdir() if p.name.startswith("ctr.log")) == [
+        "ctr.log",
+        "ctr.log.1",
+    ]
+    lines = runner.ok("logs", name).splitlines()
+    assert lines[-1] == "line-199-xxxxxxxxxxxxxxxxxxxx"
+    assert "line-0-xxxxxxxxxxxxxxxxxxxx" not in lines
+    assert lines == [f"line-{i}-xxxxxxxxxxxxxxxxxxxx" for i in range(200 - len(lines), 200)]
+    assert runner.ok("logs", "--tail", "2", name).splitlines() == lines[-2:]
+    runner.ok("rm", name)
+
+
+def test_logs_since_until_timestamps(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("ts")
+    runner.ok("run", "--name", name, image, "sh", "-c", "echo early; sleep 2; echo late")
+    stamped = runner.ok("logs", "-t", name).splitlines()
+    assert [ln.split(" ", 1)[1] for ln in stamped] == ["early", "late"]
+    late_stamp = stamped[1].split(" ", 1)[0]
+    assert runner.ok("logs", "--since", late_stamp, name) == "late\n"
+    assert runner.ok("logs", "--until", stamped[0].split(" ", 1)[0], name) == "early\n"
+    assert runner.ok("logs", "--since", "1h", name) == "early\nlate\n"
+    runner.ok("rm", name)
+
+
+def test_rm_running_needs_force(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("busy")
+    runner.ok("run", "-d", "--name", name, image, "sleep", "60")
+    pid = inspect_one(runner, name)["State"]["Pid"]
+    refused = runner.podpy("rm", name)
+    assert refused.returncode != 0 and "-f" in refused.stderr
+    assert pid_alive(pid)
+    runner.ok("rm", "-f", name)
+    assert wait_gone(pid)
+    missing = runner.podpy("rm", name)
+    assert missing.returncode == 1 or missing.returncode == 125
+    assert "no container" in missing.stderr
+    assert runner.podpy("rm", "-i", name).returncode == 0
+
+
+def _notify_socket(scratch: Path):
+    import socket
+
+    path = scratch / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o777)
+    sock.settimeout(10)
+    return sock, str(path)
+
+
+def _messages(sock, until: str, timeout: float = 10.0) -> List[str]:
+    got: List[str] = []
+    deadline = time.monotonic() + timeout
+    while not any(until in m for m in got) and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            got.append(sock.recv(4096).decode())
+        except OSError:
+            break
+    return got
+
+
+def test_sdnotify_detached(as_each, image: str, scratch: Path) -> None:
+    runner = as_each
+    sock, path = _notify_socket(scratch)
+    with sock:
+        name = unique_name("notify")
+        runner.ok("run", "-d", "--name", name, image, "sleep", "60", env={"NOTIFY_SOCKET": path})
+        messages = _messages(sock, "READY=1")
+        monitor = inspect_one(runner, name)["State"]["ConmonPid"]
+        text = "".join(messages)
+        assert f"MAINPID={monitor}\n" in text and "READY=1\n" in text, messages
+        runner.ok("rm", "-f", name)
+
+        runner.ok("run", "-d", "--sdnotify=ignore", image, "true", env={"NOTIFY_SOCKET": path})
+        assert _messages(sock, "READY=1", timeout=1.5) == []
+
+
+def test_sdnotify_foreground_is_this_pid(as_each, image: str, scratch: Path) -> None:
+    import subprocess
+
+    runner = as_each
+    sock, path = _notify_socket(scratch)
+    with sock:
+        argv = runner._wrap(
+            [
+                "/usr/bin/python3",
+                "-I",
+                str(runner.pyz),
+                *runner.extra_args,
+                "run",
+                "--rm",
+                image,
+                "sleep",
+                "1",
+            ]
+        )
+        env = runner.env()
+        env["NOTIFY_SOCKET"] = path
+        proc = subprocess.Popen(argv, env=env, cwd=str(runner.home), stderr=subprocess.PIPE)
+        try:
+            text = "".join(_messages(sock, "READY=1"))
+        finally:
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        # setpriv execs: the pid we started is podpy's, which became the monitor
+        assert f"MAINPID={proc.pid}\n" in text and "READY=1\n" in text, text
