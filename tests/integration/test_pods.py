@@ -1,0 +1,193 @@
+"""Pods through the zipapp, as the rootless user and as root: members share localhost, the uts
+namespace and the pod's published ports; pod start/stop/rm act on every member; `pod rm -f`
+leaves no process, slirp4netns or mount behind; podman's errors for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+import uuid
+from typing import Dict, List, Set
+
+import pytest
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def image(as_each, busybox_image: str) -> str:
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    return busybox_image
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (PID 1 here reaps orphans only every few seconds)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(parents: Set[int]) -> Set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in parents:
+            found.add(int(entry))
+    return found
+
+
+def _http_get(url: str, attempts: int = 50) -> str:
+    last: Exception = RuntimeError("no attempt")
+    for _ in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except OSError as err:
+            last = err
+            time.sleep(0.1)
+    raise AssertionError(f"GET {url} failed: {last}")
+
+
+def _container_pids(runner, refs: List[str]) -> Dict[str, List[int]]:
+    data = json.loads(runner.ok("inspect", "--type", "container", *refs))
+    return {c["Name"]: [c["State"]["Pid"], c["State"]["ConmonPid"]] for c in data}
+
+
+def test_pod_members_share_localhost_hostname_and_ports(as_each, image: str) -> None:
+    pod = unique_name("pod")
+    port = free_port()
+    pod_id = as_each.ok("pod", "create", "--name", pod, "-p", f"{port}:8080").strip()
+    assert len(pod_id) == 64
+    assert as_each.podpy("pod", "exists", pod).returncode == 0
+    web = unique_name("web")
+    as_each.ok(
+        "run", "-d", "--pod", pod, "--name", web, image, "httpd", "-f", "-p", "8080", "-h", "/etc"
+    )
+    # Another member reaches the first on localhost, and sees the pod's hostname.
+    out = as_each.ok(
+        "run", "--rm", "--pod", pod, image, "wget", "-qO-", "http://127.0.0.1:8080/hostname"
+    )
+    assert out.strip() == pod
+    assert as_each.ok("run", "--rm", "--pod", pod, image, "hostname").strip() == pod
+    # The pod's published port reaches the member from the host.
+    assert _http_get(f"http://127.0.0.1:{port}/hostname").strip() == pod
+
+    listing = json.loads(as_each.ok("pod", "ps", "--format", "json"))
+    mine = [p for p in listing if p["Name"] == pod]
+    assert len(mine) == 1 and mine[0]["Status"] == "Running"
+    assert mine[0]["NumberOfContainers"] == 2  # infra + web (the --rm members are gone)
+    info = json.loads(as_each.ok("pod", "inspect", pod))
+    assert info["Id"] == pod_id and info["Name"] == pod and info["State"] == "Running"
+    assert info["SharedNamespaces"] == ["uts", "ipc", "net"]
+    assert info["InfraConfig"]["PortBindings"] == {
+        "8080/tcp": [{"HostIp": "", "HostPort": str(port)}]
+    }
+    names = {c["Name"] for c in info["Containers"]}
+    assert web in names and f"{pod_id[:12]}-infra" in names
+    assert info["InfraContainerID"] in {c["Id"] for c in info["Containers"]}
+    assert "httpd" in as_each.ok("pod", "top", pod)
+
+    # stop acts on every member; start brings them back with the port working again.
+    as_each.ok("pod", "stop", "-t", "2", pod)
+    states = {c["State"] for c in json.loads(as_each.ok("pod", "inspect", pod))["Containers"]}
+    assert states == {"exited"}
+    assert json.loads(as_each.ok("pod", "inspect", pod))["State"] == "Exited"
+    as_each.ok("pod", "start", pod)
+    assert _http_get(f"http://127.0.0.1:{port}/hostname").strip() == pod
+
+    # rm without -f refuses while running; rm -f leaves nothing behind.
+    refused = as_each.podpy("pod", "rm", pod)
+    assert refused.returncode == 125 and "pod rm -f" in refused.stderr
+    pids = _container_pids(as_each, [web, info["InfraContainerID"]])
+    watched = {pid for pair in pids.values() for pid in pair if pid}
+    monitors = {pair[1] for pair in pids.values() if pair[1]}
+    helpers = _children(monitors)  # slirp4netns of the infra's monitor
+    assert watched and helpers
+    assert as_each.ok("pod", "rm", "-f", pod).strip() == pod_id
+    assert as_each.podpy("pod", "exists", pod).returncode == 1
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in watched | helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in watched | helpers if _alive(p)]
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    assert pod_id[:12] not in mounts and info["InfraContainerID"] not in mounts
+    assert as_each.ok("ps", "-a", "--format", "{{.Names}}").split() == []
+    with socket.socket() as s:  # the published port is free again (TIME_WAIT aside)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+
+
+def test_run_pod_new_creates_the_pod_with_the_ports(as_each, image: str) -> None:
+    pod = unique_name("pod")
+    port = free_port()
+    as_each.ok(
+        "run",
+        "-d",
+        "--pod",
+        f"new:{pod}",
+        "-p",
+        f"{port}:8080",
+        image,
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    )
+    info = json.loads(as_each.ok("pod", "inspect", pod))
+    assert info["NumContainers"] == 2
+    assert info["InfraConfig"]["PortBindings"]["8080/tcp"][0]["HostPort"] == str(port)
+    assert _http_get(f"http://127.0.0.1:{port}/hostname").strip() == pod
+    as_each.ok("pod", "kill", pod)
+    deadline = time.monotonic() + 10
+    while json.loads(as_each.ok("pod", "inspect", pod))["State"] != "Exited":
+        assert time.monotonic() < deadline, "pod kill did not stop the pod"
+        time.sleep(0.1)
+    assert as_each.ok("pod", "prune", "-f").split() == [info["Id"]]
+    assert as_each.podpy("pod", "exists", pod).returncode == 1
+
+
+def test_pod_errors_are_podmans(as_each, image: str) -> None:
+    pod = unique_name("pod")
+    as_each.ok("pod", "create", "--name", pod)
+    dup = as_each.podpy("pod", "create", "--name", pod)
+    assert dup.returncode == 125
+    assert f'Error: adding pod to state: name "{pod}" is in use: pod already exists' in dup.stderr
+    ports = as_each.podpy("run", "--rm", "--pod", pod, "-p", "8080:80", image, "true")
+    assert ports.returncode == 125
+    assert "published or exposed ports must be defined when the pod is created" in ports.stderr
+    missing = as_each.podpy("pod", "inspect", "nosuchpod")
+    assert missing.returncode == 125
+    assert 'no pod with name or ID "nosuchpod" found: no such pod' in missing.stderr
+    assert as_each.podpy("run", "--rm", "--pod", "nosuchpod", image, "true").returncode == 125
+    bad = as_each.podpy("pod", "create", "--name", "bad/name")
+    assert bad.returncode == 125 and "invalid" in bad.stderr
+    assert as_each.podpy("pod", "create", "--no-infra", "-p", "8080:80").returncode == 125
+    # nothing half-made by the failures: just the one pod and its infra container
+    listing = json.loads(as_each.ok("pod", "ps", "--format", "json"))
+    assert [p["Name"] for p in listing] == [pod]
+    assert len(as_each.ok("ps", "-a", "-q").split()) == 1
+    assert as_each.ok("pod", "rm", pod).strip() == listing[0]["Id"]
