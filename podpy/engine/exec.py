@@ -117,11 +117,24 @@ def build_process(row: Dict[str, Any], config: Dict[str, Any], opts: ExecOptions
     spec_caps = process.get("capabilities") or {}
     bounding = list(spec_caps.get("bounding") or [])
     if opts.privileged:
-        bounding = capmod.all_capabilities()
+        bounding = _own_bounding_set(capmod.all_capabilities())
     if opts.privileged or opts.user:
         # podman: a non-root exec user gets no effective capabilities unless added.
         process["capabilities"] = capmod.spec_capabilities(bounding, int(user.get("uid", 0)))
     return process
+
+
+def _own_bounding_set(names: List[str]) -> List[str]:
+    """The capabilities we can hand out at all (podman --privileged: its own bounding set)."""
+    from podpy import linux
+
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return names
+    return [n for n in names if mask & (1 << linux.CAP_NUMBERS[n])]
 
 
 def _event(eng: Engine, row: Dict[str, Any], status: str, **attrs: Any) -> None:

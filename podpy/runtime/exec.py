@@ -5,6 +5,7 @@ Process layout (the caller must be single-threaded, as setns(CLONE_NEWUSER) requ
 
     caller (podpy, stays in the host namespaces: it relays a pty and collects the exit status)
      └─ joiner: joins the cgroup, then setns() user first, then the others; forks and exits
+                (detached: it forks once more first and stays, to reap the process)
          └─ process: is in the container's pid namespace (setns(pid) only affects children);
                      sets up stdio/pty, rlimits, seccomp, user, capabilities; execve()
 
@@ -86,7 +87,9 @@ def start(request: ExecRequest) -> Started:
         for kind in kinds
     ]
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    linux.set_child_subreaper()
+    if not request.detach:
+        # The process is reparented to us when the joiner exits, so we can wait for it.
+        linux.set_child_subreaper()
     # A collection in the children would touch every object: copy-on-write faults for nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -207,6 +210,13 @@ def _joiner(
 
     code = 0
     try:
+        if request.detach:
+            # A waiter that outlives podpy reaps the process (conmon's job for podman exec -d);
+            # it leaves our session and, once orphaned, belongs to the host's init.
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _stdio_to_devnull((0, 1, 2))  # podpy's caller must not wait for our copy of its pipes
         for directory in request.cgroup_dirs:
             with open(os.path.join(directory, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
@@ -218,6 +228,9 @@ def _joiner(
         if child == 0:
             _process(request, sock, program, flags)
         _send(sock, {"pid": child})
+        if request.detach:
+            sock.close()
+            os.waitpid(child, 0)
     except BaseException as err:  # never return into the caller's stack from a fork
         try:
             _send(sock, {"error": f"joining the container: {_describe(err)}", "code": 125})
