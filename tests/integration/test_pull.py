@@ -50,6 +50,7 @@ class FakeRegistry:
         self.slow_bytes_per_sec = 512 * 1024
         self.requests: List[Tuple[str, str, str]] = []
         self._dropped: set = set()
+        self._flaky: Dict[str, int] = {}
         # Bearer-token auth (user, password) and redirects of blobs to another "host".
         self.token_auth: Optional[Tuple[str, str]] = None
         self.token_requests: List[str] = []
@@ -165,6 +166,14 @@ class FakeRegistry:
                     self._reply(404, b"", {}, send_body)
                     return
                 mode = registry.modes.get(digest, "")
+                if mode == "flaky":
+                    # A 503 then a 429, each asking for a (zero) Retry-After, then success.
+                    failures = registry._flaky.get(digest, 0)
+                    if failures < 2:
+                        registry._flaky[digest] = failures + 1
+                        status = 503 if failures == 0 else 429
+                        self._reply(status, b"", {"Retry-After": "0"}, send_body)
+                        return
                 if mode == "corrupt":
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 start = 0
@@ -579,3 +588,15 @@ def test_wrong_diff_id_is_refused(as_each: Runner, fake_registry: FakeRegistry) 
     assert "does not match the config's diff_id" in result.stderr
     assert as_each.ok("images", "-q").strip() == ""
     assert temporaries(graph_root(as_each)) == []
+
+
+def test_server_errors_are_retried(as_each: Runner, fake_registry: FakeRegistry) -> None:
+    meta = fake_registry.add_image(
+        "flaky/img", "v1", [tar_of({"f": b"eventually"})], images.host_architecture()
+    )
+    fake_registry.modes[meta["layer_digests"][0]] = "flaky"
+    result = as_each.podpy("pull", "-q", "--tls-verify=false", f"{fake_registry.host}/flaky/img:v1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == meta["image_id"]
+    blob_gets = [p for (m, p, _r) in fake_registry.requests if meta["layer_digests"][0] in p]
+    assert len(blob_gets) == 3
