@@ -391,13 +391,6 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
     fields["volumes"] = list(fields["volumes"]) + binds
     for sub in ("diff", "work", "merged", "userdata"):
         os.makedirs(os.path.join(cdir, sub), mode=0o700, exist_ok=True)
-    # The overlay's root directory takes the upper dir's mode: give it the image's `/` mode
-    # (0755), or a non-root --user could not even traverse `/`.
-    try:
-        root_mode = os.stat(lower[-1]).st_mode & 0o7777 if lower else 0o755
-    except OSError:
-        root_mode = 0o755
-    os.chmod(os.path.join(cdir, "diff"), root_mode)
     # The overlay's root directory takes the upper dir's mode: 0700 would lock out `-u 1000`.
     os.chmod(os.path.join(cdir, "diff"), 0o755)
     now = time.time()
