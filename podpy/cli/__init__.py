@@ -60,6 +60,7 @@ def _register() -> None:
         _groups,
         config_cmd,
         container,
+        container_fs,
         container_ops,
         image,
         image_transfer,
@@ -68,6 +69,7 @@ def _register() -> None:
         reset,
         system,
         unshare,
+        volume,
     )
 
     for module in (
@@ -79,6 +81,8 @@ def _register() -> None:
         image_transfer,
         container,
         container_ops,
+        container_fs,
+        volume,
         pod,
         oci,
     ):

@@ -98,3 +98,8 @@ def write_bundle(spec: Dict[str, Any], rootfs: str) -> None:
     opts.mounts = list(opts.mounts) + mounts
     config = generate(spec.get("image_config"), opts)
     write_config(spec["bundle"], config)
+    if spec.get("volumes"):
+        from podpy.engine.volumes import copy_up
+
+        # Here, as root of the container's user namespace with the rootfs mounted: owners kept.
+        copy_up(spec["volumes"], rootfs, (config.get("process") or {}).get("user") or {})
