@@ -544,6 +544,9 @@ class _Sink:
     def has(self, name: str) -> bool:
         raise NotImplementedError
 
+    def add_symlink(self, name: str, target: str) -> None:
+        raise NotImplementedError
+
 
 class _DirSink(_Sink):
     def __init__(self, root: str):
@@ -596,6 +599,15 @@ class _TarSink(_Sink):
         self.tar.addfile(info, _ExactReader(stream, size, name))
         self.names.add(name)
 
+    def add_symlink(self, name: str, target: str) -> None:
+        self._dirs_for(name)
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.SYMTYPE
+        info.linkname = target
+        info.mode = 0o777
+        self.tar.addfile(info)
+        self.names.add(name)
+
     def close(self) -> None:
         self.tar.close()
 
@@ -645,6 +657,7 @@ def _write_docker_entries(
     sink: _Sink, images: Sequence[Tuple[ImageSource, List[str]]], tmp_dir: str
 ) -> None:
     entries = []
+    repositories: Dict[str, Dict[str, str]] = {}
     for source, tags in images:
         config_name = f"{source.image_id}.json"
         if not sink.has(config_name):
@@ -667,8 +680,53 @@ def _write_docker_entries(
                     finally:
                         _unlink(spooled)
             layer_names.append(name)
+        top_id = _write_legacy_layers(sink, source, layer_names)
+        for tag in tags:
+            repo, _, tag_name = tag.rpartition(":")
+            if repo and "/" not in tag_name and top_id:
+                repositories.setdefault(repo, {})[tag_name] = top_id
         entries.append({"Config": config_name, "RepoTags": list(tags), "Layers": layer_names})
     sink.add_bytes("manifest.json", json.dumps(entries).encode())
+    if repositories:
+        sink.add_bytes("repositories", json.dumps(repositories).encode())
+
+
+# The top layer's legacy `json` repeats these fields of the image config (containers/image).
+_LEGACY_CONFIG_FIELDS = (
+    "architecture",
+    "config",
+    "container",
+    "container_config",
+    "created",
+    "docker_version",
+    "os",
+)
+
+
+def _write_legacy_layers(sink: _Sink, source: ImageSource, layer_names: List[str]) -> str:
+    """podman's pre-1.10 docker layout beside manifest.json: `<v1 id>/{VERSION, json,
+    layer.tar -> ../<diff id>.tar}` per layer, v1 IDs being chain-ID hexes (containers/image)
+    so a layer repeated in one image never makes a parent loop. Returns the top v1 ID."""
+    config = json.loads(source.config_raw)
+    chain = ""
+    parent = ""
+    for index, (layer, name) in enumerate(zip(source.layers, layer_names)):
+        chain = (
+            layer.diff_id if not chain else mf.sha256_digest(f"{chain} {layer.diff_id}".encode())
+        )
+        layer_id = chain.split(":", 1)[1]
+        legacy: Dict[str, Any] = {"id": layer_id}
+        if parent:
+            legacy["parent"] = parent
+        if index == len(source.layers) - 1:
+            for key in _LEGACY_CONFIG_FIELDS:
+                legacy[key] = config.get(key)
+        if not sink.has(f"{layer_id}/json"):
+            sink.add_bytes(f"{layer_id}/VERSION", b"1.0")
+            sink.add_bytes(f"{layer_id}/json", json.dumps(legacy, sort_keys=True).encode())
+            sink.add_symlink(f"{layer_id}/layer.tar", f"../{name}")
+        parent = layer_id
+    return parent
 
 
 def write_docker_archive(

@@ -86,7 +86,21 @@ def test_docker_archive_round_trip_decompresses_layers(tmp_path: Path) -> None:
     # Layers are plain tars named by diff ID, written once even when shared.
     assert manifest[0]["Layers"] == [f"{lay.diff_id.split(':')[1]}.tar" for lay in first.layers]
     assert manifest[1]["Layers"] == manifest[0]["Layers"]
-    assert sorted(n for n in names if n.endswith(".tar")) == sorted(manifest[0]["Layers"])
+    # podman 4.3's legacy layout beside it: <v1 id>/{VERSION,json,layer.tar -> ../<diff>.tar}.
+    with tarfile.open(path) as tf:
+        repositories = json.load(tf.extractfile("repositories"))  # type: ignore[arg-type]
+        top = repositories["localhost/app"]["v1"]
+        assert repositories["other"]["1"] == top  # same layers, same chain of v1 IDs
+        top_json = json.load(tf.extractfile(f"{top}/json"))  # type: ignore[arg-type]
+        assert top_json["id"] == top and top_json["config"] == {"Cmd": ["sh"]}
+        assert tf.extractfile(f"{top}/VERSION").read() == b"1.0"  # type: ignore[union-attr]
+        link = tf.getmember(f"{top}/layer.tar")
+        assert link.issym() and link.linkname == "../" + manifest[0]["Layers"][-1]
+        base = top_json["parent"]
+        assert "parent" not in json.load(tf.extractfile(f"{base}/json"))  # type: ignore[arg-type]
+    assert sorted(n for n in names if n.endswith(".tar") and "/" not in n) == sorted(
+        manifest[0]["Layers"]
+    )
 
     files = archive.TarFiles(str(path))
     try:
