@@ -1,0 +1,368 @@
+"""User-defined networks: create, list, inspect, remove, prune, and their IP allocations, all in
+the state DB (podman 4 netavark's JSON shape for inspect).
+
+Each network row's config holds the subnet, gateway, interface name, flags and `allocations`
+(container id -> address). Subnet choice and address allocation run inside one BEGIN IMMEDIATE
+transaction, so concurrent podpy processes never hand out the same subnet or address. The
+default network "podman" (10.88.0.0/16, bridge podpy0) is stored on first use like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+from podpy.errors import AlreadyExists, InvalidState, NoSuchObject, PodpyError
+
+if TYPE_CHECKING:
+    from podpy.engine import Engine
+
+DEFAULT_NETWORK = "podman"
+DEFAULT_INTERFACE = "podpy0"
+INTERFACE_PREFIX = "podpy"  # podpy0, podpy1, ... (podman's are podman0..., cni-podman0)
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+SUPPORTED_DRIVERS = ("bridge",)
+
+
+class NetworkNotFound(NoSuchObject):
+    """podman: `unable to find network with name or ID X: network not found`."""
+
+
+def _not_found(ref: str) -> NetworkNotFound:
+    return NetworkNotFound(f"unable to find network with name or ID {ref}: network not found")
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+
+def _default_row() -> Dict[str, Any]:
+    from netns_helpers import ipam
+
+    subnet = ipam.parse_subnet(ipam.DEFAULT_SUBNET)
+    return {
+        "id": hashlib.sha256(DEFAULT_NETWORK.encode()).hexdigest(),  # podman's id for it too
+        "name": DEFAULT_NETWORK,
+        "driver": "bridge",
+        "created": time.time(),
+        "config": {
+            "network_interface": DEFAULT_INTERFACE,
+            "subnets": [{"subnet": str(subnet), "gateway": ipam.parse_gateway(None, subnet)}],
+            "internal": False,
+            "dns_enabled": False,
+            "labels": {},
+            "options": {},
+            "allocations": {},
+        },
+    }
+
+
+def ensure_default(eng: Engine) -> None:
+    """Store the default network once (its allocations need a row like any network's)."""
+    if eng.db.get_by_name("networks", DEFAULT_NETWORK) is not None:
+        return
+    try:
+        eng.db.insert("networks", _default_row())
+    except AlreadyExists:
+        pass  # another podpy stored it first
+
+
+def lookup(eng: Engine, ref: str) -> Dict[str, Any]:
+    """A network by name, full id or unique id prefix."""
+    ensure_default(eng)
+    try:
+        return eng.db.lookup("networks", ref)
+    except NoSuchObject as err:
+        raise _not_found(ref) from err
+
+
+def list_networks(eng: Engine) -> List[Dict[str, Any]]:
+    ensure_default(eng)
+    return sorted(eng.db.list("networks"), key=lambda r: r["name"])
+
+
+# --- create -----------------------------------------------------------------------------------
+
+
+def _used_subnets(rows: Sequence[Dict[str, Any]]) -> List[Any]:
+    from netns_helpers import ipam
+
+    used = []
+    for row in rows:
+        for entry in row["config"].get("subnets") or []:
+            used.append(ipam.parse_subnet(entry["subnet"]))
+    return used
+
+
+def _free_interface(rows: Sequence[Dict[str, Any]]) -> str:
+    taken = {r["config"].get("network_interface") for r in rows}
+    index = 1
+    while f"{INTERFACE_PREFIX}{index}" in taken:
+        index += 1
+    return f"{INTERFACE_PREFIX}{index}"
+
+
+def create(
+    eng: Engine,
+    name: Optional[str] = None,
+    subnet: Optional[str] = None,
+    gateway: Optional[str] = None,
+    internal: bool = False,
+    labels: Optional[Dict[str, str]] = None,
+    driver: str = "bridge",
+    dns_enabled: bool = True,
+    options: Optional[Dict[str, str]] = None,
+    ignore_existing: bool = False,
+) -> Dict[str, Any]:
+    """Record a network; the subnet is checked (or chosen) against every other network and the
+    host's routes in the same transaction that stores it."""
+    from netns_helpers import ipam
+
+    if driver not in SUPPORTED_DRIVERS:
+        raise PodpyError(
+            f"unsupported driver {driver}: invalid argument", hint="podpy supports -d bridge"
+        )
+    if name is not None and not NAME_RE.match(name):
+        raise PodpyError(
+            f"network name {name} invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: "
+            "invalid argument"
+        )
+    if gateway and not subnet:
+        raise PodpyError("cannot set gateway without subnet", hint="pass --subnet with --gateway")
+    requested = ipam.parse_subnet(subnet) if subnet else None
+    gateway_ip = ipam.parse_gateway(gateway, requested) if requested else None
+    ensure_default(eng)
+    host_subnets = ipam.host_route_subnets()
+
+    def store(_conn: Any) -> Dict[str, Any]:
+        rows = eng.db.list("networks")
+        chosen_name = name or _free_name(rows)
+        existing = next((r for r in rows if r["name"] == chosen_name), None)
+        if existing is not None:
+            if ignore_existing:
+                return existing
+            raise AlreadyExists(
+                f"network name {chosen_name} already used: network already exists",
+                hint="choose another name, or remove the network with `podpy network rm`",
+            )
+        used = _used_subnets(rows) + host_subnets
+        if requested is not None:
+            ipam.check_free(requested, used)
+            chosen, chosen_gateway = requested, gateway_ip
+        else:
+            chosen = ipam.next_free_subnet(used)
+            chosen_gateway = ipam.parse_gateway(None, chosen)
+        row = {
+            "id": secrets.token_hex(32),
+            "name": chosen_name,
+            "driver": driver,
+            "created": time.time(),
+            "config": {
+                "network_interface": _free_interface(rows),
+                "subnets": [{"subnet": str(chosen), "gateway": chosen_gateway}],
+                "internal": bool(internal),
+                "dns_enabled": bool(dns_enabled),
+                "labels": dict(labels or {}),
+                "options": dict(options or {}),
+                "allocations": {},
+            },
+        }
+        eng.db.insert("networks", row)
+        return row
+
+    row = eng.db.run_transaction(store)
+    eng.db.add_event("network", "create", name=row["name"], object_id=row["id"])
+    return row
+
+
+def _free_name(rows: Sequence[Dict[str, Any]]) -> str:
+    """podman names an unnamed network podman1, podman2, ..."""
+    taken = {r["name"] for r in rows}
+    index = 1
+    while f"{DEFAULT_NETWORK}{index}" in taken:
+        index += 1
+    return f"{DEFAULT_NETWORK}{index}"
+
+
+# --- users of a network -----------------------------------------------------------------------
+
+
+def container_networks(row: Dict[str, Any]) -> List[str]:
+    """The named networks a container is attached to (from its stored network spec)."""
+    network = (row.get("config") or {}).get("network") or {}
+    if network.get("mode") != "bridge":
+        return []
+    return list(network.get("networks") or [DEFAULT_NETWORK])
+
+
+def users(eng: Engine, network: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Containers attached to the network (by their spec, or holding an address in it)."""
+    allocated = set((network["config"].get("allocations") or {}).keys())
+    return [
+        r
+        for r in eng.db.list("containers")
+        if network["name"] in container_networks(r) or r["id"] in allocated
+    ]
+
+
+# --- remove / prune ---------------------------------------------------------------------------
+
+
+def remove(eng: Engine, ref: str, force: bool = False) -> str:
+    """Remove a network; with force, its containers first (podman's -f). Returns the name."""
+    from podpy.engine import containers
+
+    network = lookup(eng, ref)
+    if network["name"] == DEFAULT_NETWORK:
+        raise PodpyError(
+            f"default network {DEFAULT_NETWORK} cannot be removed",
+            hint="remove user-defined networks only",
+        )
+    attached = users(eng, network)
+    if attached and not force:
+        raise InvalidState(
+            f'"{network["name"]}" has associated containers with it. Use -f to forcibly delete '
+            "containers and pods: network is being used",
+            hint=f"remove {', '.join(r['name'] for r in attached)} first, or use -f",
+        )
+    for row in attached:
+        containers.remove(eng, row["id"], force=True)
+    eng.db.delete("networks", network["id"])
+    eng.db.add_event("network", "remove", name=network["name"], object_id=network["id"])
+    return network["name"]
+
+
+def prune(eng: Engine) -> List[str]:
+    """Remove every user-defined network no container uses; returns their names."""
+    removed = []
+    for network in list_networks(eng):
+        if network["name"] != DEFAULT_NETWORK and not users(eng, network):
+            removed.append(remove(eng, network["id"]))
+    return removed
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+
+def allocate(eng: Engine, ref: str, container_id: str, static_ip: Optional[str] = None) -> str:
+    """An address in the network for the container (the same one again if it has one)."""
+    from netns_helpers import ipam
+
+    network_id = lookup(eng, ref)["id"]
+
+    def take(_conn: Any) -> str:
+        row = eng.db.get("networks", network_id)
+        if row is None:
+            raise _not_found(ref)
+        config = row["config"]
+        allocations = dict(config.get("allocations") or {})
+        if container_id in allocations and not static_ip:
+            return str(allocations[container_id])
+        entry = config["subnets"][0]
+        subnet = ipam.parse_subnet(entry["subnet"])
+        in_use = {ip for cid, ip in allocations.items() if cid != container_id}
+        if static_ip:
+            address = ipam.check_static_address(static_ip, subnet, entry["gateway"], in_use)
+        else:
+            address = ipam.allocate_address(subnet, entry["gateway"], in_use)
+        allocations[container_id] = address
+        config["allocations"] = allocations
+        eng.db.update("networks", network_id, config=config)
+        return address
+
+    return eng.db.run_transaction(take)
+
+
+def release(eng: Engine, ref: str, container_id: str) -> None:
+    """Give the container's address in the network back (no-op if it has none)."""
+
+    def drop(_conn: Any) -> None:
+        found = eng.db.find_id("networks", ref)
+        row = eng.db.get("networks", found) if found else None
+        if row is None:
+            return
+        config = row["config"]
+        allocations = dict(config.get("allocations") or {})
+        if allocations.pop(container_id, None) is not None:
+            config["allocations"] = allocations
+            eng.db.update("networks", row["id"], config=config)
+
+    eng.db.run_transaction(drop)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _iso(ts: float) -> str:
+    from podpy.engine.containers import _iso as iso
+
+    return iso(ts)
+
+
+def inspect_json(row: Dict[str, Any]) -> Dict[str, Any]:
+    """podman 4 (netavark) network JSON."""
+    config = row["config"]
+    out: Dict[str, Any] = {
+        "name": row["name"],
+        "id": row["id"],
+        "driver": row["driver"],
+        "network_interface": config.get("network_interface") or "",
+        "created": _iso(row["created"]),
+        "subnets": [
+            {"subnet": s["subnet"], "gateway": s["gateway"]} for s in config.get("subnets") or []
+        ],
+        "ipv6_enabled": False,
+        "internal": bool(config.get("internal")),
+        "dns_enabled": bool(config.get("dns_enabled")),
+    }
+    if config.get("labels"):
+        out["labels"] = dict(config["labels"])
+    if config.get("options"):
+        out["options"] = dict(config["options"])
+    out["ipam_options"] = {"driver": "host-local"}
+    return out
+
+
+def inspect(eng: Engine, refs: Sequence[str]) -> List[Dict[str, Any]]:
+    return [inspect_json(lookup(eng, ref)) for ref in refs]
+
+
+# --- connect / disconnect ---------------------------------------------------------------------
+
+
+def connect(
+    eng: Engine,
+    ref: str,
+    container: str,
+    ip: Optional[str] = None,
+    aliases: Sequence[str] = (),
+) -> None:
+    """Attach a container to a network (not possible yet: podpy has no bridge data path)."""
+    from podpy.engine import containers
+
+    network = lookup(eng, ref)
+    row = containers.lookup(eng, container)
+    if network["name"] in container_networks(row):
+        raise AlreadyExists(
+            f"container {row['id']} is already connected to network {network['name']}"
+        )
+    raise PodpyError(
+        f"cannot connect container {row['name']} to network {network['name']}: bridge networks "
+        "have no data path in podpy yet",
+        hint="use --network slirp4netns (the default) with -p, or a pod to share a network",
+    )
+
+
+def disconnect(eng: Engine, ref: str, container: str) -> None:
+    from podpy.engine import containers
+
+    network = lookup(eng, ref)
+    row = containers.lookup(eng, container)
+    if network["name"] not in container_networks(row):
+        raise PodpyError(
+            f"container {row['id']} is not connected to network {network['name']}: "
+            "network not found"
+        )
+    raise PodpyError(f"cannot disconnect container {row['name']}: not supported yet")
