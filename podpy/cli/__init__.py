@@ -64,6 +64,7 @@ def _register() -> None:
         container_ops,
         image,
         image_transfer,
+        network,
         oci,
         pod,
         reset,
@@ -84,6 +85,7 @@ def _register() -> None:
         container_fs,
         volume,
         pod,
+        network,
         oci,
     ):
         module.register(app)
