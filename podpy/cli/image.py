@@ -281,7 +281,10 @@ def rmi(
     from podpy.errors import PodpyError
 
     if not images and not all_images:
-        raise PodpyError("image name or ID must be specified", hint="or use --all")
+        raise PodpyError(
+            "image name or ID must be specified",
+            hint="give the images to remove, or --all to remove every image",
+        )
     if images and all_images:
         raise PodpyError("when using the --all switch, you may not pass any images names or IDs")
     report = image_engine.remove(engine(ctx), images or [], force, all_images, ignore)

@@ -208,7 +208,9 @@ def image_rows(
             if name:
                 repo, tag = refs.split_name(name)
             else:
-                repo, tag = "<none>", "<none>"
+                # Pulled by digest only: podman shows the repository with a <none> tag.
+                repos = list(image.metadata.get("repos") or [])
+                repo, tag = (repos[0] if repos else "<none>"), "<none>"
             created_at = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(image.created))
             rows.append(
                 ImageRow(

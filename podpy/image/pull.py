@@ -2,15 +2,17 @@
 
 Three phases keep it crash-safe and fork-safe: (1) manifests and config, then layer blobs
 downloaded in parallel threads into the blob store (verified while streaming); (2) the
-layers not yet in the store unpacked in ONE child that runs as root of the user namespace
-(forked after the download threads are gone); each layer is built in a temporary dir and
+layers not yet in the store unpacked in a child that runs as root of the user namespace
+(forked after the download threads are gone; it forks one worker per layer, a few at a
+time, since layers are independent directories); each layer is built in a temporary dir and
 renamed into place after its diff ID checked out; (3) one short DB transaction records
-layers and the image and moves its name. A kill at any point leaves only temporaries.
+layers and the image and moves its name. A kill at any point leaves only temporaries
+(removed by the next pull) or complete but unrecorded layer dirs and blobs (reused by the
+next pull, swept by `image prune`); never a half layer or a half-recorded image.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +91,8 @@ class FetchedImage:
     index_digest: Optional[str]
     config: mf.ImageConfig
     layers: List[LayerPlan]
+    client: RegistryClient  # where the blobs come from (a mirror, possibly)
+    repository: str  # the path on that registry
 
 
 @dataclass
@@ -240,13 +244,12 @@ class Puller:
                     chain_hex in present and self.store.layers.exists(chains[i]),
                 )
             )
-        self._client_for_blobs = (client, repo)
-        return FetchedImage(ref, parsed, digest, index_digest, config, layers)
+        return FetchedImage(ref, parsed, digest, index_digest, config, layers, client, repo)
 
     # --- phase 1b: blobs -------------------------------------------------------------------
 
     def download_layers(self, fetched: FetchedImage) -> None:
-        client, repo = self._client_for_blobs
+        client, repo = fetched.client, fetched.repository
         blobs = self.store.blobs
         wanted: Dict[str, mf.Descriptor] = {}
         for layer in fetched.layers:
@@ -342,7 +345,9 @@ class Puller:
             manifest=fetched.manifest,
             manifest_digest=fetched.manifest_digest,
             digests=digests,
-            repo_name=fetched.reference.name,
+            # A digest-only pull leaves the image unnamed; remember its repository (podman
+            # keeps `repo@digest` as a name) for RepoDigests and `podpy images`.
+            repo_name=None if name else fetched.reference.name,
             name=name or None,
             layers=layer_rows,
         )
@@ -394,7 +399,3 @@ class Puller:
             f"{len(failures)} errors occurred while pulling {text}: {details}",
             hint="use a fully qualified name (host/path:tag) or check unqualified-search-registries",
         )
-
-
-def dumps_compact(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)

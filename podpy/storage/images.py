@@ -98,7 +98,7 @@ def parse_created(value: Any) -> float:
             break
     if "." in main:
         head, frac = main.split(".", 1)
-        main = f"{head}.{frac[:6]}"
+        main = f"{head}.{frac[:6].ljust(6, '0')}"  # 3.9's fromisoformat wants 3 or 6 digits
     try:
         stamp = datetime.datetime.fromisoformat(main + tz)
     except ValueError:

@@ -600,3 +600,19 @@ def test_server_errors_are_retried(as_each: Runner, fake_registry: FakeRegistry)
     assert result.stdout.strip() == meta["image_id"]
     blob_gets = [p for (m, p, _r) in fake_registry.requests if meta["layer_digests"][0] in p]
     assert len(blob_gets) == 3
+
+
+def test_pull_by_digest(as_each: Runner, fake_registry: FakeRegistry) -> None:
+    meta = fake_registry.add_image(
+        "dig/img", "v1", [tar_of({"f": b"pinned"})], images.host_architecture()
+    )
+    repo = f"{fake_registry.host}/dig/img"
+    reference = f"{repo}@{meta['manifest_digest']}"
+    assert as_each.ok("pull", "-q", "--tls-verify=false", reference).strip() == meta["image_id"]
+    rows = as_each.ok("images", "--format", "{{.Repository}} {{.Tag}}").splitlines()
+    assert rows == [f"{repo} <none>"]
+    info = json.loads(as_each.ok("image", "inspect", reference))[0]
+    assert info["RepoTags"] == [] and info["RepoDigests"] == [reference]
+    wrong = f"{repo}@sha256:{'1' * 64}"
+    missing = as_each.podpy("pull", "--tls-verify=false", wrong)
+    assert missing.returncode == 125 and "manifest unknown" in missing.stderr

@@ -280,3 +280,21 @@ def test_credentials_are_looked_up_by_repository() -> None:
     creds = static_credentials("bob:secret:x")
     assert creds is not None and creds("any") == ("bob", "secret:x")
     assert static_credentials(None) is None
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2024-01-02T03:04:05Z", 1704164645.0),
+        ("2024-01-02T03:04:05.123456789Z", 1704164645.123456),
+        ("2024-01-02T03:04:05.5Z", 1704164645.5),
+        ("2024-01-02T04:04:05+01:00", 1704164645.0),
+        ("2024-01-01T20:04:05-07:00", 1704164645.0),
+        ("", 0.0),
+        ("yesterday", 0.0),
+    ],
+)
+def test_created_timestamps(text: str, expected: float) -> None:
+    from podpy.storage.images import parse_created
+
+    assert parse_created(text) == pytest.approx(expected)
