@@ -299,6 +299,16 @@ class Monitor:
         """slirp4netns/pasta for the container's new netns, between create and start (as
         podman does), so the command finds its network ready."""
         net = self.spec.get("network") or {}
+        if net.get("bridge"):  # rootful user-defined networks: veth pairs onto host bridges
+            from netns_helpers.bridge import attach_container
+            from podpy.errors import PodpyError
+
+            try:
+                attach_container(net["bridge"], self.container_pid)
+            except PodpyError as err:
+                self.driver.delete()
+                raise MonitorError(err.message, err.exit_code) from err
+            return
         if net.get("mode") not in ("slirp4netns", "pasta"):
             return
         from netns_helpers.slirp import start_user_network
@@ -509,7 +519,7 @@ class Monitor:
         store = self.spec.get("store") or {}
         engine = Engine(GlobalOptions(root=store.get("root"), runroot=store.get("runroot")))
         try:
-            remove(engine, self.cid, force=True)
+            remove(engine, self.cid, force=True, volumes=True)  # --rm drops anonymous volumes
         except PodpyError as err:
             sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
         finally:

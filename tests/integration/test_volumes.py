@@ -119,3 +119,23 @@ def test_anonymous_volumes_go_with_rm_v_and_run_rm(as_each, image: str) -> None:
 
     as_each.ok("run", "--rm", "-v", "/scratch", image, "true")
     assert set(volume_names(as_each)) == before
+
+
+def test_image_volume_gets_an_anonymous_volume_with_the_image_content(as_each, image: str) -> None:
+    seed, img = unique_name("c"), unique_name("img")
+    as_each.ok(
+        "run", "--name", seed, image, "sh", "-c",
+        "mkdir /data && echo seed > /data/seed && chown 42:43 /data/seed",
+    )  # fmt: skip
+    as_each.ok("commit", "-c", "VOLUME /data", seed, img)
+    before = set(volume_names(as_each))
+    ctr = unique_name("c")
+    out = as_each.ok(
+        "run", "--name", ctr, img, "sh", "-c",
+        "cat /data/seed; stat -c %u:%g /data/seed; grep -c ' /data ' /proc/mounts",
+    )  # fmt: skip
+    assert out.splitlines() == ["seed", "42:43", "1"]
+    new = set(volume_names(as_each)) - before
+    assert len(new) == 1
+    as_each.ok("rm", "-v", ctr)
+    assert set(volume_names(as_each)) == before
