@@ -10,6 +10,7 @@ default network "podman" (10.88.0.0/16, bridge podpy0) is stored on first use li
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -230,6 +231,7 @@ def remove(eng: Engine, ref: str, force: bool = False) -> str:
     for row in attached:
         containers.remove(eng, row["id"], force=True)
     eng.db.delete("networks", network["id"])
+    remove_bridge(eng, network)
     eng.db.add_event("network", "remove", name=network["name"], object_id=network["id"])
     return network["name"]
 
@@ -366,3 +368,87 @@ def disconnect(eng: Engine, ref: str, container: str) -> None:
             "network not found"
         )
     raise PodpyError(f"cannot disconnect container {row['name']}: not supported yet")
+
+
+# --- data path (rootful bridges) --------------------------------------------------------------
+
+
+def check_attachable(eng: Engine, names: Sequence[str], has_ports: bool) -> None:
+    """At create: the named networks exist and podpy can connect this kind of container."""
+    for name in names:
+        lookup(eng, name)
+    if eng.paths.rootless:
+        raise PodpyError(
+            f"network {', '.join(names)}: user-defined networks are not supported for rootless "
+            "containers yet",
+            hint="use the default network (slirp4netns) with -p, or put the containers in a pod",
+        )
+    if has_ports:
+        raise PodpyError(
+            "publishing ports of a container on a user-defined network is not supported yet",
+            hint="drop -p, or use the default network, or a pod with published ports",
+        )
+
+
+def _nat_lists(eng: Engine) -> Dict[str, List[str]]:
+    masquerade, isolated = [], []
+    for row in eng.db.list("networks"):
+        if row["name"] == DEFAULT_NETWORK:
+            continue
+        for entry in row["config"].get("subnets") or []:
+            (isolated if row["config"].get("internal") else masquerade).append(entry["subnet"])
+    return {"masquerade": masquerade, "isolated": isolated}
+
+
+def helper_argv() -> List[str]:
+    from podpy.selfexec import podpy_argv
+
+    return podpy_argv(lean=True) + ["__netns"]
+
+
+def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) -> Dict[str, Any]:
+    """At start: addresses from IPAM and what the netns helper needs to wire the container."""
+    interfaces = []
+    options = network.get("options") or {}
+    for position, name in enumerate(network.get("networks") or []):
+        net = lookup(eng, name)
+        entry = net["config"]["subnets"][0]
+        static = options.get("ip") if position == 0 else None
+        address = allocate(eng, net["id"], row["id"], static_ip=static)
+        interfaces.append(
+            {
+                "network": net["name"],
+                "bridge": net["config"]["network_interface"],
+                "subnet": entry["subnet"],
+                "gateway": entry["gateway"],
+                "prefixlen": int(entry["subnet"].split("/")[1]),
+                "address": address,
+                "internal": bool(net["config"].get("internal")),
+            }
+        )
+    for iface in interfaces:  # the first non-internal network carries the default route
+        if not iface["internal"]:
+            iface["default_route"] = True
+            break
+    request: Dict[str, Any] = {"interfaces": interfaces, "helper": helper_argv()}
+    request.update(_nat_lists(eng))
+    return request
+
+
+def release_container(eng: Engine, container_id: str) -> None:
+    """Give back every address the container holds (at rm)."""
+    for row in eng.db.list("networks"):
+        if container_id in (row["config"].get("allocations") or {}):
+            release(eng, row["id"], container_id)
+
+
+def remove_bridge(eng: Engine, row: Dict[str, Any]) -> None:
+    """After `network rm` as root: delete its host bridge and its NAT rule."""
+    bridge = row["config"].get("network_interface") or ""
+    if eng.paths.rootless or not bridge or not os.path.exists(f"/sys/class/net/{bridge}"):
+        return
+    from netns_helpers.bridge import call_helper
+
+    request: Dict[str, Any] = {"op": "bridge-remove", "bridge": bridge}
+    request.update(_nat_lists(eng))
+    call_helper(helper_argv(), request)

@@ -1,0 +1,237 @@
+"""Rootful bridge networks: a host bridge per network, a veth pair into each container, IP
+forwarding and NAT masquerade; plus the small client the monitor uses to ask for it.
+
+Two halves. `attach_container(request, pid)` is the client: stdlib only (the monitor imports
+it), it runs `python3 podpy.pyz __netns` with the request and waits for its JSON answer. The
+`bridge-*` operations are the helper's side: pyroute2 is imported only inside them, and the
+part that must run inside the container's network namespace runs in a forked child that
+setns()es into it (the helper itself stays in the host's). The nftables ruleset is written with
+the `nft` CLI (pyroute2 0.9 has no usable nftables API): one `ip podpy` table, rebuilt
+atomically from the full list of masqueraded subnets each time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any, Dict, List, Mapping, Sequence
+
+NFT_TABLE = "podpy"
+CONTAINER_IFNAMES = ("eth0", "eth1", "eth2", "eth3", "eth4", "eth5", "eth6", "eth7")
+
+
+class _Failure(Exception):
+    pass
+
+
+# --- client (monitor side, stdlib only) -------------------------------------------------------
+
+
+def call_helper(
+    argv: Sequence[str], request: Mapping[str, Any], timeout: float = 60
+) -> Dict[str, Any]:
+    """Run one helper operation; PodpyError with the helper's message when it fails."""
+    from podpy.errors import PodpyError
+
+    try:
+        done = subprocess.run(
+            list(argv),
+            input=json.dumps(dict(request)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise PodpyError(f"running the network helper: {err}") from err
+    try:
+        reply = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        reply = {"error": (done.stderr.strip() or "no answer").splitlines()[-1]}
+    if done.returncode != 0 or "error" in reply:
+        raise PodpyError(
+            f"setting up the container network: {reply.get('error')}", hint=reply.get("hint")
+        )
+    return reply
+
+
+def attach_container(request: Mapping[str, Any], pid: int) -> Dict[str, Any]:
+    """Connect the container whose init is `pid` to its bridge networks (monitor side)."""
+    body = dict(request)
+    body.update({"op": "bridge-attach", "pid": pid})
+    return call_helper(request["helper"], body)
+
+
+# --- helper side (pyroute2) -------------------------------------------------------------------
+
+
+def _ipr() -> Any:
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def _ensure_bridge(ipr: Any, name: str, gateway: str, prefixlen: int) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if found:
+        index = found[0]
+    else:
+        try:
+            ipr.link("add", ifname=name, kind="bridge")
+        except Exception as err:  # created meanwhile by another container's helper
+            if "exists" not in str(err).lower():
+                raise
+        index = ipr.link_lookup(ifname=name)[0]
+    have = {a.get("address") for a in ipr.get_addr(index=index)}
+    if gateway not in have:
+        try:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        except Exception as err:
+            if "exists" not in str(err).lower():
+                raise
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def _enable_forwarding() -> None:
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        if f.read().strip() == "1":
+            return
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1\n")
+
+
+def apply_nat(masquerade: Sequence[str], isolated: Sequence[str] = ()) -> None:
+    """Rebuild the `ip podpy` nft table: masquerade each subnet's traffic leaving it; drop
+    forwarding out of internal networks. Atomic (one nft transaction)."""
+    lines = [f"table ip {NFT_TABLE}", f"delete table ip {NFT_TABLE}", f"table ip {NFT_TABLE} {{"]
+    lines.append("  chain postrouting {")
+    lines.append("    type nat hook postrouting priority srcnat; policy accept;")
+    for subnet in masquerade:
+        lines.append(f"    ip saddr {subnet} ip daddr != {subnet} masquerade")
+    lines.append("  }")
+    lines.append("  chain forward {")
+    lines.append("    type filter hook forward priority filter; policy accept;")
+    for subnet in isolated:
+        lines.append(f"    ip saddr {subnet} ip daddr != {subnet} drop")
+        lines.append(f"    ip daddr {subnet} ip saddr != {subnet} drop")
+    lines.append("  }")
+    lines.append("}")
+    if not masquerade and not isolated:
+        lines = [f"table ip {NFT_TABLE}", f"delete table ip {NFT_TABLE}"]
+    done = subprocess.run(
+        ["nft", "-f", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        from podpy.errors import PodpyError
+
+        raise PodpyError(
+            f"nft: {done.stderr.strip()}", hint="podpy needs nftables (the `nft` command) as root"
+        )
+
+
+def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """In a forked child: join the container's netns, rename, address, bring up, route."""
+    from podpy import linux
+
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        try:
+            linux.setns_path(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
+            result = []
+            with _ipr() as ipr:
+                for link in links:
+                    index = ipr.link_lookup(ifname=link["temp"])[0]
+                    ipr.link("set", index=index, ifname=link["ifname"])
+                    ipr.addr(
+                        "add", index=index, address=link["address"], prefixlen=link["prefixlen"]
+                    )
+                    ipr.link("set", index=index, state="up")
+                    mac = ipr.get_links(index)[0].get("address")
+                    result.append({"ifname": link["ifname"], "mac": mac})
+                gateways = [link for link in links if link.get("default_route")]
+                if gateways:
+                    ipr.route("add", dst="0.0.0.0/0", gateway=gateways[0]["gateway"])
+            os.write(write_fd, json.dumps({"links": result}).encode())
+            code = 0
+        except BaseException as err:  # report anything to the parent
+            os.write(write_fd, json.dumps({"error": f"{type(err).__name__}: {err}"}).encode())
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while True:
+        data = os.read(read_fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read_fd)
+    os.waitpid(child, 0)
+    reply = json.loads(b"".join(chunks) or b'{"error": "the namespace child died"}')
+    if "error" in reply:
+        raise _Failure(reply["error"])
+    return list(reply["links"])
+
+
+def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
+    """Helper op: bridges up, veth pairs created and moved, the container side configured."""
+    import secrets
+
+    from podpy.errors import PodpyError
+
+    pid = int(request["pid"])
+    interfaces = list(request["interfaces"])
+    _enable_forwarding()
+    apply_nat(request.get("masquerade") or [], request.get("isolated") or [])
+    links = []
+    created: List[str] = []
+    try:
+        with _ipr() as ipr:
+            for position, iface in enumerate(interfaces):
+                bridge = _ensure_bridge(
+                    ipr, iface["bridge"], iface["gateway"], int(iface["prefixlen"])
+                )
+                token = secrets.token_hex(4)
+                host_name, temp = f"veth{token}", f"pp{token}"
+                ipr.link("add", ifname=host_name, kind="veth", peer=temp)
+                created.append(host_name)
+                host_index = ipr.link_lookup(ifname=host_name)[0]
+                peer_index = ipr.link_lookup(ifname=temp)[0]
+                ipr.link("set", index=host_index, master=bridge, state="up")
+                ipr.link("set", index=peer_index, net_ns_pid=pid)
+                links.append(
+                    {
+                        "temp": temp,
+                        "ifname": CONTAINER_IFNAMES[position],
+                        "address": iface["address"],
+                        "prefixlen": int(iface["prefixlen"]),
+                        "gateway": iface["gateway"],
+                        "default_route": bool(iface.get("default_route")),
+                        "host": host_name,
+                    }
+                )
+        configured = _configure_inside(pid, links)
+    except (_Failure, OSError, Exception) as err:
+        with _ipr() as ipr:
+            for name in created:
+                for index in ipr.link_lookup(ifname=name):
+                    try:
+                        ipr.link("del", index=index)
+                    except Exception:
+                        pass
+        raise PodpyError(f"connecting the container to its networks: {err}") from err
+    for link, done in zip(links, configured):
+        link["mac"] = done["mac"]
+    return {"links": links}
+
+
+def bridge_remove(request: Mapping[str, Any]) -> Dict[str, Any]:
+    """Helper op: delete a network's bridge (its veths went with their containers) and rebuild
+    the nft table without it."""
+    with _ipr() as ipr:
+        for index in ipr.link_lookup(ifname=str(request["bridge"])):
+            ipr.link("del", index=index)
+    apply_nat(request.get("masquerade") or [], request.get("isolated") or [])
+    return {"removed": request["bridge"]}
