@@ -7,6 +7,8 @@ Operations:
   etc-files    {"network": NetworkSpec, "hostname", "container_name", "container_ips"}
                -> {"hosts", "resolv.conf", "hostname"}
   slirp-forward {"api_socket", "ports": [...], "guest_addr"?} -> {"ids": [...]}
+  bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
+  bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
 """
 
 from __future__ import annotations
@@ -65,7 +67,21 @@ def _slirp_forward(request: Mapping[str, Any]) -> Dict[str, Any]:
     return {"ids": ids}
 
 
+def _bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.bridge import bridge_attach
+
+    return bridge_attach(request)
+
+
+def _bridge_remove(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.bridge import bridge_remove
+
+    return bridge_remove(request)
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
+    "bridge-attach": _bridge_attach,
+    "bridge-remove": _bridge_remove,
     "probe": _probe,
     "check-ports": _check_ports,
     "etc-files": _etc_files,
