@@ -439,14 +439,14 @@ def _network_spec(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]
     )
     if spec.mode == netopts.MODE_BRIDGE:
         if spec.networks not in ([], [netopts.DEFAULT_NETWORK_NAME]):
-            raise PodpyError(
-                f"network {', '.join(spec.networks)} not found: user-defined networks are not "
-                "supported yet",
-                hint="use the default network, --network slirp4netns, pasta, host or none",
-            )
-        # No bridge yet: the default network as root is served by slirp4netns too, so
-        # outbound traffic and -p work the same way as rootless.
-        spec.mode, spec.options, spec.networks = netopts.MODE_SLIRP, {}, []
+            from podpy.engine import networks
+
+            # Rootful user-defined networks: a host bridge each (podpy.engine.networks).
+            networks.check_attachable(eng, spec.networks, bool(spec.ports))
+        else:
+            # The default network is served by slirp4netns, as root too, so outbound
+            # traffic and -p work the same way as rootless.
+            spec.mode, spec.options, spec.networks = netopts.MODE_SLIRP, {}, []
     for warning in spec.warnings:
         log.warn(warning)
     spec.warnings = []
@@ -511,6 +511,10 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
             pass
     network = dict(config.get("network") or {"mode": "none"})
     run_options = dict(config["run_options"])
+    if network.get("mode") == "bridge" and network.get("networks"):
+        from podpy.engine import networks
+
+        network["bridge"] = networks.attach_request(eng, row, network)
     userns_path = None
     if row.get("pod_id"):
         from podpy.engine import pods
@@ -757,6 +761,10 @@ def remove(eng: Engine, ref: str, force: bool = False, volumes: bool = False) ->
             pass
         _wait_monitor_gone(row, 30)
     eng.db.delete("containers", row["id"])
+    if (row["config"].get("network") or {}).get("mode") == "bridge":
+        from podpy.engine import networks
+
+        networks.release_container(eng, row["id"])
     _remove_dirs(eng, row["id"])
     _event(eng, row, "remove")
     if volumes:
