@@ -62,8 +62,18 @@ def _etc_files(spec: Dict[str, Any], directory: str, hostname: str) -> List[Dict
     net = spec.get("network") or {"mode": "none"}
     if net.get("mode") in ("container", "ns"):
         return []  # the joined namespace's owner provides them
+    bridge_links = (net.get("bridge") or {}).get("interfaces") or []
+    addresses = {}
+    if bridge_links:  # user-defined networks: the IPAM address; the host is the gateway
+        addresses = {
+            "container_ips": [link["address"] for link in bridge_links],
+            "host_ip": bridge_links[0]["gateway"],
+        }
     contents = container_etc_files(
-        NetworkSpec.from_dict(net), hostname=hostname, container_name=spec.get("name") or ""
+        NetworkSpec.from_dict(net),
+        hostname=hostname,
+        container_name=spec.get("name") or "",
+        **addresses,
     )
     os.makedirs(directory, exist_ok=True)
     mounts = []
