@@ -432,7 +432,101 @@ def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) ->
             break
     request: Dict[str, Any] = {"interfaces": interfaces, "helper": helper_argv()}
     request.update(_nat_lists(eng))
+    dns_networks = [i for i in interfaces if lookup(eng, i["network"])["config"].get("dns_enabled")]
+    if dns_networks and not network.get("dns_servers"):
+        from podpy import log
+        from podpy.errors import PodpyError as _Error
+
+        try:
+            ensure_dns(eng, lookup(eng, dns_networks[0]["network"]))
+        except _Error as err:  # name resolution is a convenience: the container still runs
+            log.warn(f"network {dns_networks[0]['network']}: DNS responder not started: {err}")
+        else:
+            from netns_helpers.dns import SEARCH_DOMAIN
+
+            network["dns_servers"] = [dns_networks[0]["gateway"]]
+            network["dns_search"] = list(network.get("dns_search") or []) + [SEARCH_DOMAIN]
     return request
+
+
+def _dns_dir(eng: Engine, row: Dict[str, Any]) -> str:
+    return os.path.join(eng.paths.run_root, "networks", row["id"])
+
+
+def _dns_pid(eng: Engine, row: Dict[str, Any]) -> int:
+    """The pid of the network's running DNS responder, or 0."""
+    try:
+        with open(os.path.join(_dns_dir(eng, row), "dns.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"dns-serve" in f.read():
+                return pid
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def ensure_dns(eng: Engine, row: Dict[str, Any]) -> int:
+    """Start the network's DNS responder (detached) unless it runs; returns its pid."""
+    import json
+    import sys
+
+    pid = _dns_pid(eng, row)
+    if pid:
+        return pid
+    directory = _dns_dir(eng, row)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    pid_file = os.path.join(directory, "dns.pid")
+    try:
+        os.unlink(pid_file)
+    except FileNotFoundError:
+        pass
+    request = {
+        "op": "dns-serve",
+        "address": row["config"]["subnets"][0]["gateway"],
+        "db": eng.paths.db_file,
+        "network_id": row["id"],
+        "pid_file": pid_file,
+    }
+    argv = helper_argv() + [json.dumps(request)]
+    log_path = os.path.join(directory, "dns.log")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        try:  # double fork + setsid: owned by no podpy command and no terminal
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(devnull, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.waitpid(child, 0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = _dns_pid(eng, row)
+        if pid:
+            return pid
+        time.sleep(0.02)
+    raise PodpyError(f"the DNS responder did not start (see {log_path})")
+
+
+def stop_dns(eng: Engine, row: Dict[str, Any]) -> None:
+    import shutil
+    import signal
+
+    pid = _dns_pid(eng, row)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(_dns_dir(eng, row), ignore_errors=True)
 
 
 def release_container(eng: Engine, container_id: str) -> None:
@@ -444,6 +538,7 @@ def release_container(eng: Engine, container_id: str) -> None:
 
 def remove_bridge(eng: Engine, row: Dict[str, Any]) -> None:
     """After `network rm` as root: delete its host bridge and its NAT rule."""
+    stop_dns(eng, row)
     bridge = row["config"].get("network_interface") or ""
     if eng.paths.rootless or not bridge or not os.path.exists(f"/sys/class/net/{bridge}"):
         return
