@@ -9,6 +9,7 @@ Operations:
   slirp-forward {"api_socket", "ports": [...], "guest_addr"?} -> {"ids": [...]}
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
   bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
+  dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
 """
 
 from __future__ import annotations
@@ -79,8 +80,15 @@ def _bridge_remove(request: Mapping[str, Any]) -> Dict[str, Any]:
     return bridge_remove(request)
 
 
+def _dns_serve(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.dns import serve
+
+    return serve(request)
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
     "bridge-attach": _bridge_attach,
+    "dns-serve": _dns_serve,
     "bridge-remove": _bridge_remove,
     "probe": _probe,
     "check-ports": _check_ports,
