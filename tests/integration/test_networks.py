@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from typing import List
 
 HEX64_LEN = 64
 
@@ -118,3 +121,93 @@ def test_fifty_concurrent_creates_get_distinct_subnets(as_each) -> None:
     assert len({d["network_interface"] for d in data}) == 50
     assert len({d["id"] for d in data}) == 50
     assert as_each.ok("network", "rm", *names).split() == names
+
+
+def _links_on(bridge: str) -> List[str]:
+    """Host interfaces enslaved to `bridge` (the host ends of the containers' veth pairs)."""
+    base = f"/sys/class/net/{bridge}/brif"
+    return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
+
+def _dns_processes(network_id: str) -> List[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"dns-serve" in cmdline and network_id.encode() in cmdline:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(entry))
+    return found
+
+
+def test_rootful_bridge_network_ip_name_alias_and_cleanup(rootful, busybox_image: str) -> None:
+    rootful.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    name = unique_name()
+    rootful.ok("network", "create", name)
+    info = json.loads(rootful.ok("network", "inspect", name))[0]
+    bridge, gateway = info["network_interface"], info["subnets"][0]["gateway"]
+    server = unique_name("srv")
+    rootful.ok(
+        "run", "-d", "--name", server, "--network", f"{name}:alias=web", busybox_image,
+        "httpd", "-f", "-p", "80", "-h", "/etc",
+    )  # fmt: skip
+    script = (
+        "ip -4 -o addr show eth0; ip route show default; cat /etc/resolv.conf; "
+        f"wget -qO- http://{server}/hostname; wget -qO- http://web/hostname; "
+        "nslookup nosuchname 2>&1 | grep -c NXDOMAIN"
+    )
+    out = rootful.ok("run", "--rm", "--network", name, busybox_image, "sh", "-c", script)
+    subnet = ipaddress.ip_network(info["subnets"][0]["subnet"])
+    address = out.split("inet ", 1)[1].split("/", 1)[0]
+    assert ipaddress.ip_address(address) in subnet and address != gateway
+    assert f"default via {gateway} dev eth0" in out
+    assert f"nameserver {gateway}" in out and "search dns.podman" in out
+    server_id = rootful.ok("inspect", "--format", "{{.Id}}", server).strip()
+    assert out.count(server_id[:12]) == 2  # by name and by alias: the server's hostname
+    assert out.strip().splitlines()[-1] != "0"  # unknown names: NXDOMAIN
+    # by IP too, and the server holds the network's first container address
+    server_ip = str(list(subnet.hosts())[1])
+    assert rootful.ok("run", "--rm", "--network", name, busybox_image, "wget", "-qO-", f"http://{server_ip}/hostname").strip() == server_id[:12]  # fmt: skip
+    nat = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True)
+    assert f"ip saddr {subnet} ip daddr != {subnet} masquerade" in nat.stdout
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == "1"
+    assert len(_links_on(bridge)) == 1  # only the running server's veth is left
+    assert _dns_processes(info["id"])
+
+    refused = rootful.podpy("network", "rm", name)
+    assert refused.returncode == 2 and "network is being used" in refused.stderr
+    assert rootful.ok("network", "rm", "-f", name).strip() == name
+    deadline = time.monotonic() + 10
+    while (_dns_processes(info["id"]) or os.path.exists(f"/sys/class/net/{bridge}")) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    assert not _dns_processes(info["id"])
+    assert rootful.ok("ps", "-a", "-q").split() == []
+    nat = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True)
+    assert str(subnet) not in nat.stdout
+
+
+def test_user_network_limits_are_clear_errors(as_each, busybox_image: str) -> None:
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    name = unique_name()
+    as_each.ok("network", "create", name)
+    missing = as_each.podpy(
+        "run", "--rm", "--network", unique_name("nosuch"), busybox_image, "true"
+    )
+    assert missing.returncode == 125 and "network not found" in missing.stderr
+    ports = as_each.podpy("run", "--rm", "--network", name, "-p", "8080:80", busybox_image, "true")
+    assert ports.returncode == 125
+    if as_each.user is not None:
+        assert "not supported for rootless containers yet" in ports.stderr
+    else:
+        assert "publishing ports of a container on a user-defined network" in ports.stderr
+    assert as_each.ok("ps", "-a", "-q").split() == []  # nothing half-made
+    as_each.ok("network", "rm", name)
