@@ -616,3 +616,38 @@ def test_pull_by_digest(as_each: Runner, fake_registry: FakeRegistry) -> None:
     wrong = f"{repo}@sha256:{'1' * 64}"
     missing = as_each.podpy("pull", "--tls-verify=false", wrong)
     assert missing.returncode == 125 and "manifest unknown" in missing.stderr
+
+
+def test_mirrors_and_blocked_registries(as_each: Runner, fake_registry: FakeRegistry) -> None:
+    meta = fake_registry.add_image(
+        "mir/img", "v1", [tar_of({"f": b"mirrored"})], images.host_architecture()
+    )
+    conf_dir = Path(tempfile.mkdtemp(prefix="podpy-regconf-"))
+    conf = conf_dir / "registries.conf"
+    conf.write_text(
+        "[[registry]]\n"
+        'prefix = "podpy-origin.invalid"\n'
+        'location = "podpy-origin.invalid"\n'
+        "[[registry.mirror]]\n"
+        'location = "podpy-dead-mirror.invalid"\n'
+        "[[registry.mirror]]\n"
+        f'location = "{fake_registry.host}"\n'
+        "insecure = true\n"
+        "[[registry]]\n"
+        'prefix = "podpy-blocked.invalid"\n'
+        'location = "podpy-blocked.invalid"\n'
+        "blocked = true\n"
+    )
+    conf_dir.chmod(0o755)
+    conf.chmod(0o644)
+    try:
+        env = {"CONTAINERS_REGISTRIES_CONF": str(conf)}
+        result = as_each.podpy("pull", "-q", "podpy-origin.invalid/mir/img:v1", env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == meta["image_id"]
+        names = as_each.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        assert names == ["podpy-origin.invalid/mir/img:v1"]
+        blocked = as_each.podpy("pull", "podpy-blocked.invalid/x:1", env=env)
+        assert blocked.returncode == 125 and "blocked" in blocked.stderr
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
