@@ -1,4 +1,12 @@
-"""Image verbs behind the Engine: pull, list, remove, tag, untag, inspect, exists, history, prune."""
+"""Image verbs behind the Engine: pull, list, remove, tag, untag, inspect, exists, history, prune.
+
+For other verbs (run/create, build, save/load, push):
+  store(eng)                         -> ImageStore (records, blobs, layer dirs of this Engine)
+  store(eng).lookup(ref)             -> ImageRecord by name/short name/ID/digest (NoSuchObject)
+  store(eng).layer_dirs(image)       -> unpacked overlay-format layer dirs, base first
+  pull(eng, ref, PullOptions(), progress) / pull_if_missing(...)
+  podpy.storage.layers.materialize(layer_dirs, dest, rootless)   (vfs-style flat copy)
+"""
 
 from __future__ import annotations
 

@@ -518,6 +518,14 @@ class RegistryClient:
     def pull_scope(repo: str) -> List[str]:
         return [f"repository:{repo}:pull"]
 
+    @staticmethod
+    def push_scope(repo: str, mount_from: Optional[str] = None) -> List[str]:
+        """A push asks for pull,push up front (and pull on a cross-repo mount source)."""
+        scopes = [f"repository:{repo}:pull,push"]
+        if mount_from and mount_from != repo:
+            scopes.append(f"repository:{mount_from}:pull")
+        return scopes
+
     def get_manifest(
         self, repo: str, reference: str, accept: Iterable[str] = ACCEPT_MANIFEST_TYPES
     ) -> Tuple[bytes, str, str]:
