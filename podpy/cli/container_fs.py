@@ -10,27 +10,44 @@ import typer
 
 from podpy.cli import _groups, engine
 
+_CP_CONTEXT = {"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+
 
 def cp(
     ctx: typer.Context,
-    source: str = typer.Argument(..., help="CONTAINER:PATH, a host path, or - (tar on stdin)"),
-    dest: str = typer.Argument(..., help="CONTAINER:PATH, a host path, or - (tar on stdout)"),
-    archive: str = typer.Option(
-        "true",
-        "-a",
-        "--archive",
-        flag_value="true",
-        is_flag=False,
-        help="Give copied files to the container's user (--archive=false keeps their owners)",
+    args: List[str] = typer.Argument(
+        ..., metavar="[-a|--archive[=false]] SRC DEST", help="CONTAINER:PATH, a host path, or -"
     ),
 ) -> None:
-    """Copy files/folders between a container and the local filesystem."""
+    """Copy files/folders between a container and the local filesystem.
+
+    `-` as SRC reads a tar stream from stdin, as DEST writes one to stdout. With --archive
+    (the default) copied-in files go to the container's user; --archive=false keeps owners.
+    """
     from podpy.engine import container_fs
     from podpy.errors import PodpyError
 
-    if archive.lower() not in ("true", "false", "1", "0"):
-        raise PodpyError(f'invalid argument "{archive}" for "--archive"', hint="use true or false")
-    container_fs.copy(engine(ctx), source, dest, archive=archive.lower() in ("true", "1"))
+    # Parsed here: click cannot take both `-a SRC DEST` and podman's `--archive=false`.
+    archive, paths = True, []
+    for arg in args:
+        if arg in ("-a", "--archive"):
+            archive = True
+        elif arg.startswith("--archive="):
+            value = arg.split("=", 1)[1].lower()
+            if value not in ("true", "false", "1", "0"):
+                raise PodpyError(
+                    f'invalid argument "{value}" for "--archive"', hint="use true or false"
+                )
+            archive = value in ("true", "1")
+        elif arg.startswith("-") and arg != "-" and not paths:
+            raise PodpyError(f"unknown flag: {arg}", hint="see podpy cp --help")
+        else:
+            paths.append(arg)
+    if len(paths) != 2:
+        raise PodpyError(
+            f"accepts 2 arg(s), received {len(paths)}", hint="podpy cp [--archive=false] SRC DEST"
+        )
+    container_fs.copy(engine(ctx), paths[0], paths[1], archive=archive)
 
 
 def diff(
@@ -127,5 +144,6 @@ def export(
 
 def register(app: typer.Typer) -> None:
     for name, fn in (("cp", cp), ("diff", diff), ("commit", commit), ("export", export)):
-        app.command(name)(fn)
-        _groups.container.command(name)(fn)
+        settings = _CP_CONTEXT if name == "cp" else None
+        app.command(name, context_settings=settings)(fn)
+        _groups.container.command(name, context_settings=settings)(fn)

@@ -859,7 +859,9 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
         "Driver": config["rootfs"]["driver"],
         "MountLabel": "",
         "ProcessLabel": "",
-        "Mounts": [_mount_json(v) for v in run_opts.get("volumes") or []],
+        "Mounts": [
+            _mount_json(v, config.get("volumes") or []) for v in run_opts.get("volumes") or []
+        ],
         "Dependencies": [],
         "NetworkSettings": {
             "IPAddress": "",
@@ -921,10 +923,10 @@ def _ports_json(ports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def _mount_json(spec: str) -> Dict[str, Any]:
+def _mount_json(spec: str, volumes: Sequence[Dict[str, Any]] = ()) -> Dict[str, Any]:
     parts = spec.split(":")
     options = parts[2].split(",") if len(parts) > 2 else []
-    return {
+    mount = {
         "Type": "bind",
         "Source": parts[0],
         "Destination": parts[1] if len(parts) > 1 else parts[0],
@@ -934,6 +936,12 @@ def _mount_json(spec: str) -> Dict[str, Any]:
         "RW": "ro" not in options,
         "Propagation": "rprivate",
     }
+    for vol in volumes:  # a named/anonymous volume (podpy.engine.volumes), shown as podman does
+        if vol.get("mountpoint") == parts[0] and vol.get("destination") == mount["Destination"]:
+            mount.update({"Type": "volume", "Name": vol["name"], "Driver": "local"})
+            mount["Options"] = ["nosuid", "nodev", "rbind"]
+            break
+    return mount
 
 
 def log_path(eng: Engine, ref: str) -> Dict[str, Any]:

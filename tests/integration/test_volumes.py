@@ -83,6 +83,8 @@ def test_volume_commands(as_each, image: str) -> None:
     # In use: refused without -f (podman's message); -f removes the container first.
     ctr = unique_name("c")
     as_each.ok("create", "--name", ctr, "-v", f"{vol}:/data", image, "true")
+    mounts = json.loads(as_each.ok("inspect", "--type", "container", ctr))[0]["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [("volume", vol, "/data")]
     busy = as_each.podpy("volume", "rm", vol)
     assert busy.returncode == 125
     assert f"volume {vol} is being used by the following container(s)" in busy.stderr
