@@ -5,6 +5,7 @@ sends the command to the full CLI, so behaviour never differs, only speed."""
 from __future__ import annotations
 
 _PS_PATHS = (["ps"], ["container", "ps"], ["container", "ls"], ["container", "list"])
+_EXEC_PATHS = (["exec"], ["container", "exec"])  # podpy.engine.exec.fast_exec parses the rest
 _GLOBAL_VALUE = {"--root": "root", "--runroot": "runroot", "--log-level": "log_level"}
 _BOOL_FLAGS = {
     "-a": "all",
@@ -40,7 +41,7 @@ def _split(args: list[str]) -> tuple[dict, list[str], list[str]] | None:
             i += 1
         globals_[_GLOBAL_VALUE[name]] = value
         i += 1
-    for path in _PS_PATHS:
+    for path in _PS_PATHS + _EXEC_PATHS:
         if args[i : i + len(path)] == path:
             return globals_, path, args[i + len(path) :]
     return None
@@ -88,7 +89,11 @@ def try_fast(args: list[str]) -> int | None:
     split = _split(args)
     if split is None:
         return None
-    globals_, _, rest = split
+    globals_, path, rest = split
+    if path[-1] == "exec":
+        from podpy.engine.exec import fast_exec
+
+        return fast_exec(globals_, rest)
     opts = _parse_ps(rest)
     if opts is None:
         return None

@@ -153,7 +153,7 @@ def port_mappings(row: Dict[str, Any]) -> List[Any]:
     """The published ports (the state's resolved host ports win over the configured ones)."""
     from podpy.engine.network_opts import PortMapping
 
-    state_ports = ((row.get("state") or {}).get("network") or {}).get("ports")
+    state_ports = (row.get("state") or {}).get("ports")
     ports = state_ports or ((row["config"].get("network") or {}).get("ports") or [])
     return [PortMapping.from_dict(p) for p in ports]
 

@@ -259,6 +259,8 @@ def fast_exec(global_options: Dict[str, str], args: Sequence[str]) -> Optional[i
         if err.hint:
             sys.stderr.write(f"Hint: {err.hint}\n")
         return err.exit_code
+    except KeyboardInterrupt:
+        return 130
     if opts.detach:
         sys.stdout.write(session + "\n")
     sys.stdout.flush()

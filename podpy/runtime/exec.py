@@ -360,9 +360,12 @@ def wait(pid: int) -> int:
             pass
 
     forwarded = [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
-    if not os.isatty(0):  # on a terminal, Ctrl-C already reaches the process (same group)
-        forwarded += [signal.SIGINT, signal.SIGQUIT]
+    terminal_keys = [signal.SIGINT, signal.SIGQUIT]
     previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    for sig in terminal_keys:
+        # On a terminal, Ctrl-C already reaches the process (same process group): podpy
+        # itself must outlive it to report the exit code.
+        previous[sig] = signal.signal(sig, signal.SIG_IGN if os.isatty(0) else forward)
     try:
         _, status = os.waitpid(pid, 0)
     finally:

@@ -313,3 +313,82 @@ def test_container_prune(as_each, image: str) -> None:
         assert as_each.podpy("container", "exists", created).returncode == 0
     finally:
         as_each.podpy("rm", "-f", keep, created, exited)
+
+
+def test_port_lists_published_ports(as_each, image: str) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    name = unique_name("port")
+    as_each.ok(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"{free}:80",
+        "-p",
+        "127.0.0.1::53/udp",
+        image,
+        "sleep",
+        "600",
+    )
+    try:
+        lines = as_each.ok("port", name).splitlines()
+        assert lines[0] == f"80/tcp -> 0.0.0.0:{free}"
+        assert re.match(r"^53/udp -> 127\.0\.0\.1:\d+$", lines[1]) and not lines[1].endswith(":0")
+        assert as_each.ok("port", name, "80") == f"0.0.0.0:{free}\n"
+        assert as_each.ok("port", name, "80/tcp") == f"0.0.0.0:{free}\n"
+        assert as_each.ok("port", name, "53/udp") == lines[1].split(" -> ")[1] + "\n"
+        assert f"{container_id(as_each, name)[:12]}\t80/tcp -> 0.0.0.0:{free}" in as_each.ok(
+            "port", "-a"
+        )
+    finally:
+        as_each.podpy("rm", "-f", name)
+
+
+# --- pure helpers (no container needed) -----------------------------------------------------
+
+
+def test_detach_keys_and_matcher() -> None:
+    from podpy.engine.container_ops import _DetachMatcher, parse_detach_keys
+    from podpy.errors import PodpyError
+
+    assert parse_detach_keys(None) == b"\x10\x11"
+    assert parse_detach_keys("ctrl-a,x,ctrl-@,ctrl-[") == b"\x01x\x00\x1b"
+    assert parse_detach_keys("") == b""
+    with pytest.raises(PodpyError):
+        parse_detach_keys("ctrl-")
+    matcher = _DetachMatcher(b"\x10\x11")
+    assert matcher.feed(b"ab\x10") == (b"ab", False)  # a possible start is held back
+    assert matcher.feed(b"c") == (b"\x10c", False)  # not the sequence: released in order
+    assert matcher.feed(b"\x10\x10") == (b"\x10", False)
+    assert matcher.feed(b"\x11rest") == (b"", True)
+    assert _DetachMatcher(b"").feed(b"\x10\x11") == (b"\x10\x11", False)
+
+
+def test_go_formats_and_times() -> None:
+    import time as time_mod
+
+    from podpy.engine.container_ops import go_duration, go_time_string, parse_time
+    from podpy.engine.exec import parse_exec_args
+
+    assert go_duration(0) == "0s"
+    assert go_duration(0.25) == "250ms"
+    assert go_duration(3.547561464) == "3.547561464s"
+    assert go_duration(62.5) == "1m2.5s"
+    assert go_duration(7201) == "2h0m1s"
+    assert go_time_string(1700000000.5).startswith(
+        time_mod.strftime("%Y-%m-%d %H:%M:%S.5 ", time_mod.localtime(1700000000))
+    )
+    assert parse_time("2023-11-14T22:13:20Z", since=True) == 1700000000.0
+    assert parse_time("2023-11-14T23:13:20+01:00", since=True) == 1700000000.0
+    assert parse_time("1700000000", since=False) == 1700000000.0
+    assert abs(parse_time("10m", since=True) - (time_mod.time() - 600)) < 5
+    assert abs(parse_time("10m", since=False) - (time_mod.time() + 600)) < 5
+    ctr, opts = parse_exec_args(["-it", "-e", "A=1", "-u1000", "--workdir=/tmp", "c", "ls", "-l"])
+    assert (ctr, list(opts.command), opts.interactive, opts.tty) == ("c", ["ls", "-l"], True, True)
+    assert (list(opts.env), opts.user, opts.workdir) == (["A=1"], "1000", "/tmp")
+    assert parse_exec_args(["--help"]) is None and parse_exec_args(["-x", "c", "true"]) is None
