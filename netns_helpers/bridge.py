@@ -17,7 +17,7 @@ import os
 import subprocess
 from typing import Any, Dict, List, Mapping, Sequence
 
-NFT_TABLE = "podpy"
+DEFAULT_NFT_TABLE = "podpy"  # the request names the store's own table (podpy_<hash>)
 CONTAINER_IFNAMES = ("eth0", "eth1", "eth2", "eth3", "eth4", "eth5", "eth6", "eth7")
 
 
@@ -101,10 +101,12 @@ def _enable_forwarding() -> None:
         f.write("1\n")
 
 
-def apply_nat(masquerade: Sequence[str], isolated: Sequence[str] = ()) -> None:
+def apply_nat(
+    masquerade: Sequence[str], isolated: Sequence[str] = (), table: str = DEFAULT_NFT_TABLE
+) -> None:
     """Rebuild the `ip podpy` nft table: masquerade each subnet's traffic leaving it; drop
     forwarding out of internal networks. Atomic (one nft transaction)."""
-    lines = [f"table ip {NFT_TABLE}", f"delete table ip {NFT_TABLE}", f"table ip {NFT_TABLE} {{"]
+    lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
     lines.append("  chain postrouting {")
     lines.append("    type nat hook postrouting priority srcnat; policy accept;")
     for subnet in masquerade:
@@ -118,7 +120,7 @@ def apply_nat(masquerade: Sequence[str], isolated: Sequence[str] = ()) -> None:
     lines.append("  }")
     lines.append("}")
     if not masquerade and not isolated:
-        lines = [f"table ip {NFT_TABLE}", f"delete table ip {NFT_TABLE}"]
+        lines = [f"table ip {table}", f"delete table ip {table}"]
     done = subprocess.run(
         ["nft", "-f", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True
     )
@@ -184,7 +186,11 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
     pid = int(request["pid"])
     interfaces = list(request["interfaces"])
     _enable_forwarding()
-    apply_nat(request.get("masquerade") or [], request.get("isolated") or [])
+    apply_nat(
+        request.get("masquerade") or [],
+        request.get("isolated") or [],
+        str(request.get("table") or DEFAULT_NFT_TABLE),
+    )
     links = []
     created: List[str] = []
     try:
@@ -231,7 +237,12 @@ def bridge_remove(request: Mapping[str, Any]) -> Dict[str, Any]:
     """Helper op: delete a network's bridge (its veths went with their containers) and rebuild
     the nft table without it."""
     with _ipr() as ipr:
-        for index in ipr.link_lookup(ifname=str(request["bridge"])):
-            ipr.link("del", index=index)
-    apply_nat(request.get("masquerade") or [], request.get("isolated") or [])
-    return {"removed": request["bridge"]}
+        for name in request["bridges"] if "bridges" in request else [request["bridge"]]:
+            for index in ipr.link_lookup(ifname=str(name)):
+                ipr.link("del", index=index)
+    apply_nat(
+        request.get("masquerade") or [],
+        request.get("isolated") or [],
+        str(request.get("table") or DEFAULT_NFT_TABLE),
+    )
+    return {"removed": list(request["bridges"] if "bridges" in request else [request["bridge"]])}

@@ -97,10 +97,14 @@ def _used_subnets(rows: Sequence[Dict[str, Any]]) -> List[Any]:
     return used
 
 
-def _free_interface(rows: Sequence[Dict[str, Any]]) -> str:
+def _free_interface(rows: Sequence[Dict[str, Any]], rootless: bool) -> str:
+    """podpyN: unused by this store's networks and, as root, by the host (another store's
+    bridge, or anything else with that name)."""
     taken = {r["config"].get("network_interface") for r in rows}
     index = 1
-    while f"{INTERFACE_PREFIX}{index}" in taken:
+    while f"{INTERFACE_PREFIX}{index}" in taken or (
+        not rootless and os.path.exists(f"/sys/class/net/{INTERFACE_PREFIX}{index}")
+    ):
         index += 1
     return f"{INTERFACE_PREFIX}{index}"
 
@@ -161,7 +165,7 @@ def create(
             "driver": driver,
             "created": time.time(),
             "config": {
-                "network_interface": _free_interface(rows),
+                "network_interface": _free_interface(rows, eng.paths.rootless),
                 "subnets": [{"subnet": str(chosen), "gateway": chosen_gateway}],
                 "internal": bool(internal),
                 "dns_enabled": bool(dns_enabled),
@@ -390,14 +394,19 @@ def check_attachable(eng: Engine, names: Sequence[str], has_ports: bool) -> None
         )
 
 
-def _nat_lists(eng: Engine) -> Dict[str, List[str]]:
+def nft_table(db_file: str) -> str:
+    """This store's own nft table: stores (--root) must not rebuild each other's rules."""
+    return "podpy_" + hashlib.sha256(os.path.abspath(db_file).encode()).hexdigest()[:10]
+
+
+def _nat_lists(eng: Engine) -> Dict[str, Any]:
     masquerade, isolated = [], []
     for row in eng.db.list("networks"):
         if row["name"] == DEFAULT_NETWORK:
             continue
         for entry in row["config"].get("subnets") or []:
             (isolated if row["config"].get("internal") else masquerade).append(entry["subnet"])
-    return {"masquerade": masquerade, "isolated": isolated}
+    return {"masquerade": masquerade, "isolated": isolated, "table": nft_table(eng.paths.db_file)}
 
 
 def helper_argv() -> List[str]:
@@ -546,4 +555,50 @@ def remove_bridge(eng: Engine, row: Dict[str, Any]) -> None:
 
     request: Dict[str, Any] = {"op": "bridge-remove", "bridge": bridge}
     request.update(_nat_lists(eng))
+    call_helper(helper_argv(), request)
+
+
+def teardown_store(db_file: str, run_root: str, rootless: bool) -> None:
+    """For `system reset`: stop the store's DNS responders; as root, delete its bridges and
+    its nft table. Reads the DB directly (the reset must not need a working engine)."""
+    import glob
+    import signal
+    import sqlite3
+
+    for pid_file in glob.glob(os.path.join(run_root, "networks", "*", "dns.pid")):
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"dns-serve" in f.read():
+                    os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+    if rootless or not os.path.exists(db_file):
+        return
+    try:
+        conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute("SELECT name, config_json FROM networks").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return
+    import json
+
+    bridges = []
+    for name, config_text in rows:
+        bridge = json.loads(config_text).get("network_interface") or ""
+        if name != DEFAULT_NETWORK and bridge and os.path.exists(f"/sys/class/net/{bridge}"):
+            bridges.append(bridge)
+    if not bridges:  # no pyroute2 needed: just drop the table if there is one
+        import subprocess
+
+        subprocess.run(
+            ["nft", "delete", "table", "ip", nft_table(db_file)], capture_output=True, check=False
+        )
+        return
+    from netns_helpers.bridge import call_helper
+
+    request = {"op": "bridge-remove", "bridges": bridges, "table": nft_table(db_file)}
     call_helper(helper_argv(), request)

@@ -173,7 +173,7 @@ def test_rootful_bridge_network_ip_name_alias_and_cleanup(rootful, busybox_image
     # by IP too, and the server holds the network's first container address
     server_ip = str(list(subnet.hosts())[1])
     assert rootful.ok("run", "--rm", "--network", name, busybox_image, "wget", "-qO-", f"http://{server_ip}/hostname").strip() == server_id[:12]  # fmt: skip
-    nat = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True)
+    nat = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
     assert f"ip saddr {subnet} ip daddr != {subnet} masquerade" in nat.stdout
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read().strip() == "1"
@@ -191,7 +191,7 @@ def test_rootful_bridge_network_ip_name_alias_and_cleanup(rootful, busybox_image
     assert not os.path.exists(f"/sys/class/net/{bridge}")
     assert not _dns_processes(info["id"])
     assert rootful.ok("ps", "-a", "-q").split() == []
-    nat = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True)
+    nat = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
     assert str(subnet) not in nat.stdout
 
 
@@ -211,3 +211,21 @@ def test_user_network_limits_are_clear_errors(as_each, busybox_image: str) -> No
         assert "publishing ports of a container on a user-defined network" in ports.stderr
     assert as_each.ok("ps", "-a", "-q").split() == []  # nothing half-made
     as_each.ok("network", "rm", name)
+
+
+def test_system_reset_removes_bridges_dns_and_rules(rootful, busybox_image: str) -> None:
+    rootful.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    name = unique_name()
+    rootful.ok("network", "create", name)
+    info = json.loads(rootful.ok("network", "inspect", name))[0]
+    rootful.ok("run", "-d", "--network", name, busybox_image, "sleep", "600")
+    assert os.path.exists(f"/sys/class/net/{info['network_interface']}")
+    assert _dns_processes(info["id"])
+    rootful.ok("system", "reset", "--force")
+    deadline = time.monotonic() + 10
+    while _dns_processes(info["id"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _dns_processes(info["id"])
+    assert not os.path.exists(f"/sys/class/net/{info['network_interface']}")
+    nat = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
+    assert info["subnets"][0]["subnet"] not in nat.stdout
