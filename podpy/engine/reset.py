@@ -212,6 +212,14 @@ def system_reset(paths: Paths) -> None:
     if not roots:
         return
     stop_recorded_processes(paths.db_file)
+    try:  # DNS responders, bridges and the nft table of this store's networks
+        from podpy.engine.networks import teardown_store
+
+        teardown_store(paths.db_file, paths.run_root, paths.rootless)
+    except (OSError, PodpyError) as err:
+        from podpy import log
+
+        log.warn(f"removing the store's networks: {err}")
     stuck = unmount_all(roots)
     if not paths.rootless or os.geteuid() == 0:
         failed = _remove_roots(roots)
