@@ -62,10 +62,10 @@ def _merge_env(base: Sequence[str], extra: Sequence[str]) -> List[str]:
 
 
 def _extra_env(opts: ExecOptions) -> List[str]:
-    from podpy.engine.containers import _read_env_file
-
     env: List[str] = []
     for path in opts.env_files:
+        from podpy.engine.containers import _read_env_file
+
         env.extend(_read_env_file(path))
     for item in opts.env:
         if "=" in item:
@@ -73,6 +73,53 @@ def _extra_env(opts: ExecOptions) -> List[str]:
         elif item in os.environ:  # `-e NAME` passes the host's value, as docker does
             env.append(f"{item}={os.environ[item]}")
     return env
+
+
+def _home_of(rootfs: str, uid: int) -> str:
+    """The uid's home in the container's /etc/passwd ("/" if none), as podman sets HOME."""
+    from podpy.runtime.mounts import secure_join
+
+    try:
+        with open(secure_join(rootfs, "/etc/passwd"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _lookup_running(eng: Engine, ref: str) -> Dict[str, Any]:
+    """The container row; the lifecycle module's full re-sync (and its imports) only when the
+    monitor of a running container is not alive any more."""
+    from podpy.errors import NoSuchObject
+
+    try:
+        row = eng.db.lookup("containers", ref)
+    except NoSuchObject as err:
+        raise NoSuchObject(
+            f'no container with name or ID "{ref}" found: no such container'
+        ) from err
+    state = row.get("state") or {}
+    if row["status"] == "running" and _started_at(state.get("monitor_pid")) == state.get(
+        "monitor_start"
+    ):
+        return row
+    from podpy.engine.containers import refresh
+
+    return refresh(eng, row)
+
+
+def _started_at(pid: Optional[int]) -> Optional[int]:
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
 
 
 def build_process(row: Dict[str, Any], config: Dict[str, Any], opts: ExecOptions) -> Dict[str, Any]:
@@ -101,9 +148,7 @@ def build_process(row: Dict[str, Any], config: Dict[str, Any], opts: ExecOptions
         home = resolved.home
     if not any(e.startswith("HOME=") for e in env):
         if home is None:
-            from podpy.runtime.users import resolve_user
-
-            home = resolve_user(f"/proc/{row['pid']}/root", str(user.get("uid", 0))).home
+            home = _home_of(f"/proc/{row['pid']}/root", int(user.get("uid", 0)))
         env.append(f"HOME={home or '/'}")
     process["env"] = _merge_env(env, _extra_env(opts))
     process["user"] = user
@@ -149,7 +194,6 @@ def exec_in(eng: Engine, ref: str, opts: ExecOptions) -> Tuple[int, str]:
     Raises InvalidState (125) unless the container runs, CommandNotFound (127) / CannotInvoke
     (126) when the command cannot be started.
     """
-    from podpy.engine.containers import lookup
     from podpy.runtime import exec as rexec
 
     if not opts.command:
@@ -157,7 +201,7 @@ def exec_in(eng: Engine, ref: str, opts: ExecOptions) -> Tuple[int, str]:
             "must provide a non-empty command to start an exec session: invalid argument",
             hint="podpy exec CONTAINER COMMAND [ARG...]",
         )
-    row = lookup(eng, ref)
+    row = _lookup_running(eng, ref)
     if row["status"] != "running" or not row.get("pid"):
         raise InvalidState(
             "can only create exec sessions on running containers: container state improper"
