@@ -139,6 +139,7 @@ def refresh(eng: Engine, row: Dict[str, Any]) -> Dict[str, Any]:
             os.kill(row["pid"], signal.SIGKILL)
         except OSError:
             pass
+    _forget_runtime_state(eng, row)
     eng.db.update_state(
         "containers",
         row["id"],
@@ -153,6 +154,18 @@ def refresh(eng: Engine, row: Dict[str, Any]) -> Dict[str, Any]:
     )
     _event(eng, row, "died", exitCode=code)
     return eng.db.get("containers", row["id"]) or row
+
+
+def _forget_runtime_state(eng: Engine, row: Dict[str, Any]) -> None:
+    """Drop the OCI runtime's record (and cgroup) of a container whose monitor died, which the
+    monitor would have deleted; otherwise the next `start` fails with "container exists"."""
+    from podpy.runtime.oci import get_runtime
+
+    try:
+        runtime = get_runtime(row["config"].get("runtime"), os.path.join(eng.paths.run_root, "oci"))
+        runtime.delete(row["id"], force=True)
+    except Exception:  # never recorded, or already gone
+        pass
 
 
 def list_containers(eng: Engine, all_containers: bool = True) -> List[Dict[str, Any]]:
