@@ -103,24 +103,6 @@ def create(
         )
     vdir = _volume_dir(eng, name)
     data = os.path.join(vdir, DATA_DIR)
-    os.makedirs(eng.paths.volumes_dir, mode=0o700, exist_ok=True)
-    try:
-        os.mkdir(vdir, 0o700)
-    except FileExistsError:
-        _remove_volume_dir(eng, vdir)  # left by a crash: no row points at it
-        os.mkdir(vdir, 0o700)
-    os.mkdir(data, 0o755)
-    os.chmod(data, 0o755)
-    with open(os.path.join(vdir, COPY_UP_MARKER), "w"):
-        pass
-    if uid is not None or gid is not None:
-        owner = (uid if uid is not None else -1, gid if gid is not None else -1)
-
-        def chown() -> int:
-            os.chown(data, *owner)
-            return 0
-
-        _run_as_store_root(eng, chown)
     row = {
         "name": name,
         "driver": "local",
@@ -135,18 +117,43 @@ def create(
         },
         "state": {},
     }
+    # The row claims the name first, so a concurrent creator never touches our directory.
     try:
         eng.db.insert("volumes", row)
-    except AlreadyExists as err:  # created meanwhile by a concurrent podpy
-        _remove_volume_dir(eng, vdir)
+    except AlreadyExists as err:
         found = eng.db.get("volumes", name) if ignore_existing else None
         if found is not None:
             return found
         raise AlreadyExists(
             f"volume with name {name} already exists: volume already exists"
         ) from err
+    try:
+        _make_volume_dir(eng, vdir, uid, gid)
+    except BaseException:
+        eng.db.delete("volumes", name)  # nothing half-made
+        raise
     eng.db.add_event("volume", "create", name=name, object_id=name, attributes={})
     return eng.db.get("volumes", name) or row
+
+
+def _make_volume_dir(eng: Engine, vdir: str, uid: Optional[int], gid: Optional[int]) -> None:
+    data = os.path.join(vdir, DATA_DIR)
+    os.makedirs(eng.paths.volumes_dir, mode=0o700, exist_ok=True)
+    if os.path.lexists(vdir):
+        _remove_volume_dir(eng, vdir)  # left by a crash: the row we just inserted is the owner
+    os.mkdir(vdir, 0o700)
+    os.mkdir(data, 0o755)
+    os.chmod(data, 0o755)
+    with open(os.path.join(vdir, COPY_UP_MARKER), "w"):
+        pass
+    if uid is not None or gid is not None:
+        owner = (uid if uid is not None else -1, gid if gid is not None else -1)
+
+        def chown() -> int:
+            os.chown(data, *owner)
+            return 0
+
+        _run_as_store_root(eng, chown)
 
 
 def lookup(eng: Engine, name: str) -> Dict[str, Any]:

@@ -103,13 +103,14 @@ def test_cp_in_to_stopped_and_running_containers(as_each, image: str, scratch: P
     as_each.ok("cp", str(src), f"{ctr}:/srv/")  # --archive (default): the container's user owns it
     as_each.ok("cp", "--archive=false", str(src / "sub" / "file"), f"{ctr}:/kept")
     running = unique_name("r")
-    as_each.ok("run", "-d", "--name", running, image, "sleep", "60")
+    # A non-root container process: its namespaces are still joined; --archive gives it the file.
+    as_each.ok("run", "-d", "--user", "1000:1000", "--name", running, image, "sleep", "60")
     try:
         as_each.ok("cp", str(src / "sub" / "file"), f"{running}:/tmp/")
         listing = as_each.ok(
             "exec", running, "sh", "-c", "stat -c '%a %u:%g' /tmp/file; cat /tmp/file"
         ).splitlines()
-        assert listing == ["640 0:0", "payload"]
+        assert listing == ["640 1000:1000", "payload"]
         as_each.ok("exec", running, "sh", "-c", "echo live > /tmp/live")
         as_each.ok("cp", f"{running}:/tmp/live", str(scratch / "live"))
         assert (scratch / "live").read_text() == "live\n"
