@@ -42,11 +42,33 @@ class _View:
     rootfs: Dict[str, Any]
     rootless: bool
     name: str
+    binds: List[str] = field(default_factory=list)  # `-v SRC:DST[:OPTS]`, volumes resolved
 
 
 def _view(eng: Engine, row: Dict[str, Any]) -> _View:
     pid = int(row.get("pid") or 0) if row["status"] in _RUNNING else 0
-    return _View(pid, row["config"]["rootfs"], eng.paths.rootless, row["name"])
+    binds = list((row["config"].get("run_options") or {}).get("volumes") or [])
+    return _View(pid, row["config"]["rootfs"], eng.paths.rootless, row["name"], binds)
+
+
+def _mount_binds(view: _View, merged: str) -> None:
+    """A stopped container's volumes and bind mounts, so `cp CTR:/data` reaches the volume as
+    it would while the container runs (podman does the same)."""
+    from podpy import linux
+    from podpy.runtime.mounts import secure_join
+
+    for spec in view.binds:
+        parts = spec.split(":")
+        if len(parts) < 2 or not os.path.exists(parts[0]):
+            continue
+        target = secure_join(merged, parts[1])
+        if not os.path.exists(target):
+            continue  # the runtime creates mount points at start; cp does not
+        linux.mount(parts[0], target, None, linux.MS_BIND | linux.MS_REC)
+        if len(parts) > 2 and "ro" in parts[2].split(","):
+            from podpy.runtime.mounts import remount_bind
+
+            remount_bind(target, linux.MS_RDONLY)
 
 
 def _enter(view: _View, rootfs_only: bool) -> None:
@@ -89,6 +111,8 @@ def _enter(view: _View, rootfs_only: bool) -> None:
         rootfs["merged"],
         userxattr=view.rootless,
     )
+    if not rootfs_only:
+        _mount_binds(view, rootfs["merged"])
     os.chroot(rootfs["merged"])
     os.chdir("/")
 

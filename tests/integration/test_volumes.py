@@ -141,3 +141,17 @@ def test_image_volume_gets_an_anonymous_volume_with_the_image_content(as_each, i
     assert len(new) == 1
     as_each.ok("rm", "-v", ctr)
     assert set(volume_names(as_each)) == before
+
+
+def test_cp_into_a_stopped_containers_volume_lands_in_the_volume(
+    as_each, image: str, shared_tmp
+) -> None:
+    vol, ctr = unique_name(), unique_name("c")
+    as_each.ok("run", "--name", ctr, "-v", f"{vol}:/data", image, "true")
+    src = shared_tmp / unique_name("file")
+    src.write_text("via cp\n")
+    src.chmod(0o644)
+    as_each.ok("cp", str(src), f"{ctr}:/data/copied")
+    out = as_each.ok("run", "--rm", "-v", f"{vol}:/data", image, "cat", "/data/copied")
+    assert out == "via cp\n"
+    assert "data/copied" not in as_each.ok("diff", ctr)  # not in the container's own layer
