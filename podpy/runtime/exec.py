@@ -20,9 +20,9 @@ import gc
 import json
 import os
 import socket
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from podpy.errors import CannotInvoke, CommandNotFound, PodpyError
+from podpy.errors import CannotInvoke, CommandNotFound, InvalidState, PodpyError
 
 # setns order: the user namespace first (it grants the capabilities the others need), the mount
 # namespace last (after it, host paths are gone).
@@ -53,26 +53,48 @@ class Started(NamedTuple):
     master: int
 
 
-def _namespaces_to_join(pid: int) -> List[str]:
-    """Namespace types in which the container differs from us (setns into our own user
-    namespace fails with EINVAL, and joining the same one of others is pointless)."""
+def _open_namespaces(pid: int) -> List[Tuple[str, int]]:
+    """Open the namespaces in which the container differs from us (setns into our own user
+    namespace fails with EINVAL, and joining the same one of others is pointless).
+
+    Everything is opened through one /proc/PID directory fd, so all of it belongs to the same
+    process; a process that is gone is an error, never a silent exec on the host.
+    """
     from podpy import linux
 
-    wanted = []
-    for kind in JOIN_ORDER:
-        name = linux.NAMESPACE_FILES[kind]
-        try:
-            theirs = os.stat(f"/proc/{pid}/ns/{name}").st_ino
-        except FileNotFoundError:
-            continue  # kernel without this namespace type
-        except PermissionError as err:
-            raise PodpyError(
-                f"cannot access the namespaces of container process {pid}: {err.strerror}",
-                hint="run podpy as the user who started the container",
-            ) from err
-        if theirs != os.stat(f"/proc/self/ns/{name}").st_ino:
-            wanted.append(kind)
-    return wanted
+    not_running = InvalidState(
+        "can only create exec sessions on running containers: container state improper"
+    )
+    try:
+        proc_dir = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError as err:
+        raise not_running from err
+    opened: List[Tuple[str, int]] = []
+    try:
+        for kind in JOIN_ORDER:
+            name = linux.NAMESPACE_FILES[kind]
+            try:
+                fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_dir)
+            except (FileNotFoundError, ProcessLookupError) as err:
+                if kind in ("mount", "pid", "user"):  # present on every kernel: the process is gone
+                    raise not_running from err
+                continue  # a kernel without this namespace type
+            except PermissionError as err:
+                raise PodpyError(
+                    f"cannot access the namespaces of container process {pid}: {err.strerror}",
+                    hint="run podpy as the user who started the container",
+                ) from err
+            if os.fstat(fd).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                os.close(fd)
+            else:
+                opened.append((kind, fd))
+    except BaseException:
+        for _kind, fd in opened:
+            os.close(fd)
+        raise
+    finally:
+        os.close(proc_dir)
+    return opened
 
 
 def start(request: ExecRequest) -> Started:
@@ -81,11 +103,7 @@ def start(request: ExecRequest) -> Started:
     from podpy.runtime import init as init_mod  # noqa: F401  (imported before the fork: see _process)
 
     program, flags = request.seccomp_program, request.seccomp_flags
-    kinds = _namespaces_to_join(request.pid)
-    ns_fds = [
-        (kind, os.open(f"/proc/{request.pid}/ns/{linux.NAMESPACE_FILES[kind]}", os.O_RDONLY))
-        for kind in kinds
-    ]
+    ns_fds = _open_namespaces(request.pid)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if not request.detach:
         # The process is reparented to us when the joiner exits, so we can wait for it.
