@@ -412,3 +412,90 @@ def test_sdnotify_foreground_is_this_pid(as_each, image: str, scratch: Path) -> 
         assert proc.returncode == 0, err
         # setpriv execs: the pid we started is podpy's, which became the monitor
         assert f"MAINPID={proc.pid}\n" in text and "READY=1\n" in text, text
+
+
+def test_stop_signal_and_timeout(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("sig")
+    # a shell that exits 9 on TERM: stop sends TERM and the container ends by itself
+    runner.ok(
+        "run",
+        "-d",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        "trap 'exit 9' TERM; while true; do sleep 0.1; done",
+    )
+    began = time.monotonic()
+    runner.ok("stop", name)
+    assert time.monotonic() - began < 8  # not the 10 s default timeout
+    assert inspect_one(runner, name)["State"]["ExitCode"] == 9
+    runner.ok("rm", name)
+
+    killed = unique_name("sigk")
+    runner.ok("run", "-d", "--name", killed, "--stop-signal", "KILL", image, "sleep", "60")
+    assert inspect_one(runner, killed)["Config"]["StopSignal"] == 9
+    began = time.monotonic()
+    runner.ok("stop", "-t", "30", killed)
+    assert time.monotonic() - began < 8
+    assert inspect_one(runner, killed)["State"]["ExitCode"] == 137
+    runner.ok("rm", killed)
+    bad = runner.podpy("run", "--rm", "--stop-signal", "NOPE", image, "true")
+    assert bad.returncode == 125 and "NOPE" in bad.stderr
+
+
+def test_foreground_signal_proxy(as_each, image: str) -> None:
+    """SIGTERM to the foreground podpy (the monitor, same pid) reaches the container."""
+    import subprocess
+
+    runner = as_each
+    argv = runner._wrap(
+        [
+            "/usr/bin/python3",
+            "-I",
+            str(runner.pyz),
+            *runner.extra_args,
+            "run",
+            "--rm",
+            image,
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+        ]
+    )
+    proc = subprocess.Popen(
+        argv, env=runner.env(), cwd=str(runner.home), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(15)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out == "got-term\n"
+    assert proc.returncode == 9
+
+
+def test_logs_follow_ends_with_container(as_each, image: str) -> None:
+    runner = as_each
+    name = unique_name("follow")
+    runner.ok(
+        "run",
+        "-d",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; sleep 0.5; done",
+    )
+    began = time.monotonic()
+    followed = runner.podpy("logs", "-f", name, timeout=30)
+    assert followed.returncode == 0
+    assert followed.stdout == "n1\nn2\nn3\n"
+    assert time.monotonic() - began < 20
+    runner.ok("rm", name)
