@@ -200,8 +200,9 @@ def credential_lookup(
         )
     cache: Dict[str, Optional[Credentials]] = {}
 
-    def find(host: str) -> Optional[Credentials]:
-        target = f"{host}/{repository}" if repository else host
+    def find(key: str) -> Optional[Credentials]:
+        # The client passes `host/repository` when it knows the repository, else `host`.
+        target = f"{key}/{repository}" if repository and "/" not in key else key
         if target not in cache:
             cache[target] = lookup(target, env, authfile)
         return cache[target]

@@ -321,8 +321,18 @@ def store_source(eng: Engine, text: str) -> ImageSource:
         manifest_raw=manifest_raw,
         manifest_type=image.metadata.get("manifest_type") or mf.OCI_MANIFEST,
         names=[name] if name else [],
-        repositories=list(image.metadata.get("repos") or []),
+        repositories=_known_repositories(image),
     )
+
+
+def _known_repositories(image: Any) -> List[str]:
+    """Repositories the image was pulled from or named after (cross-repo mount candidates)."""
+    from podpy.image import reference as refs
+
+    names = list(image.names) + list(image.metadata.get("names_history") or [])
+    repositories = [refs.split_name(n)[0] for n in names]
+    repositories += list(image.metadata.get("repos") or [])
+    return list(dict.fromkeys(repositories))
 
 
 def _sniff_type(blobs: Any, digest: str) -> str:

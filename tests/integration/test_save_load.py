@@ -244,6 +244,61 @@ def test_import_rootfs_tarball_runs(as_each: Runner, shared_tmp: Path) -> None:
         rootfs.unlink()
 
 
+def test_import_from_url_and_stdin(as_each: Runner) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add("/bin/busybox", arcname="bin/busybox")
+    payload = buf.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != "/rootfs.tar":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        from_url = as_each.ok("import", "-q", f"{url}/rootfs.tar", "fromurl:v1").strip()
+        missing = as_each.podpy("import", f"{url}/nothing.tar")
+        assert missing.returncode == 125 and "404" in missing.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    result = subprocess.run(
+        as_each._wrap(
+            ["/usr/bin/python3", "-I", str(as_each.pyz), *as_each.extra_args, "import", "-q", "-"]
+        ),
+        input=payload,
+        capture_output=True,
+        env=as_each.env(),
+        cwd=str(as_each.home),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    # Same content and (nearly) same config: one layer with the tarball's digest as diff ID.
+    from_stdin = result.stdout.decode().strip()
+    import hashlib
+
+    for image_id in (from_url, from_stdin):
+        info = json.loads(as_each.ok("image", "inspect", image_id.split(":", 1)[1]))[0]
+        assert info["RootFS"]["Layers"] == ["sha256:" + hashlib.sha256(payload).hexdigest()]
+    assert "localhost/fromurl:v1" in as_each.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert as_each.ok("images", "-q", "--filter", "dangling=true").strip()
+
+
 def test_save_refuses_terminal_and_bad_formats(rootful: Runner, busybox_image: str) -> None:
     rootful.ok("pull", "-q", "--tls-verify=false", busybox_image)
     primary, secondary = pty.openpty()

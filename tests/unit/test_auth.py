@@ -73,6 +73,9 @@ def test_most_specific_key_wins(env: Dict[str, str]) -> None:
     assert auth.lookup("other.io/team/app", env) is None
     hook = auth.credential_lookup(None, None, env, repository="team/app")
     assert hook("reg.io") == ("app", "3")
+    # The registry client passes `host/repository` itself when it knows the repository.
+    assert hook("reg.io/team/other") == ("team", "2")
+    assert auth.credential_lookup(None, None, env)("reg.io/team/app") == ("app", "3")
 
 
 def test_fallback_files_in_order(env: Dict[str, str], tmp_path: Path) -> None:
