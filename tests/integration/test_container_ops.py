@@ -4,7 +4,9 @@ the zipapp, as the rootless user and as root."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import subprocess
 import time
 import uuid
@@ -50,11 +52,12 @@ def test_attach_sees_output_and_detaches(as_each, image: str) -> None:
             stderr=subprocess.PIPE,
             env=as_each.env(),
         )
-        time.sleep(2.5)
+        seen = _read_until(proc, lambda text: len(re.findall(rb"^tick", text, re.M)) >= 3)
         assert proc.poll() is None, "attach ended on its own"
         proc.stdin.write(b"\x10\x11")  # ctrl-p ctrl-q
         proc.stdin.flush()
         out, err = proc.communicate(timeout=20)
+        out = seen + out
         assert proc.returncode == 0, err
         ticks = re.findall(rb"^tick (\d+)$", out, re.M)
         assert len(ticks) >= 3
@@ -68,7 +71,7 @@ def test_attach_sees_output_and_detaches(as_each, image: str) -> None:
 
 def test_attach_returns_the_exit_code(as_each, image: str) -> None:
     name = unique_name("att")
-    as_each.ok("run", "-d", "--name", name, image, "sh", "-c", "sleep 1.5; echo bye; exit 7")
+    as_each.ok("run", "-d", "--name", name, image, "sh", "-c", "sleep 4; echo bye; exit 7")
     try:
         result = as_each.podpy("attach", "--no-stdin", name, timeout=30)
         assert result.returncode == 7
@@ -78,6 +81,20 @@ def test_attach_returns_the_exit_code(as_each, image: str) -> None:
         assert "you can only attach to running containers" in result.stderr
     finally:
         as_each.podpy("rm", "-f", name)
+
+
+def _read_until(proc: subprocess.Popen, done, timeout: float = 60.0) -> bytes:
+    """Read proc's stdout until done(output) holds (fails after timeout; the machine may be slow)."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while not done(output):
+        assert time.monotonic() < deadline, f"timed out; output so far: {output!r}"
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"output ended early: {output!r}"
+            output += chunk
+    return output
 
 
 def _podpy_argv(runner) -> List[str]:
@@ -277,20 +294,25 @@ def test_events_journal(as_each, image: str) -> None:
 
 def test_events_stream_follows(as_each, image: str) -> None:
     name = unique_name("evs")
+    since = f"{time.time() - 1:.3f}"
     proc = subprocess.Popen(
-        as_each._wrap([*_podpy_argv(as_each), "events", "--filter", f"container={name}"]),
+        as_each._wrap(
+            [*_podpy_argv(as_each), "events", "--since", since, "--filter", f"container={name}"]
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=as_each.env(),
     )
     try:
-        time.sleep(2)
         as_each.ok("create", "--name", name, image, "true")
+        out = _read_until(proc, lambda text: b" container create " in text)
+        # The command is running and caught up: what happens now must arrive by following.
         as_each.ok("rm", name)
-        time.sleep(1.5)
+        out += _read_until(proc, lambda text: b" container remove " in text)
+        assert proc.poll() is None, "events --stream ended on its own"
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+        proc.communicate(timeout=10)
     statuses = [line.split()[5] for line in out.decode().splitlines()]
     assert statuses == ["create", "remove"]
 
