@@ -284,3 +284,45 @@ def test_push_errors_are_one_line(as_each: Runner, registry: Any, busybox_image:
     assert bad_compression.returncode == 125 and "zstd" in bad_compression.stderr
     plain = as_each.podpy("push", busybox_image, f"{registry.host}/x:1")
     assert plain.returncode == 125 and "--tls-verify=false" in plain.stderr
+
+
+def test_image_copy_between_registries(
+    as_each: Runner,
+    registry: Any,
+    auth_registry: Any,
+    multilayer_image: str,
+    multilayer_layout: Any,
+    user_cert_dir: Path,
+) -> None:
+    """Registry to registry without the local store: blobs stream through, the manifest (and
+    so its digest) is unchanged."""
+    target = f"{auth_registry.host}/copied-{as_each.uid}/ml:v1"
+    creds = f"{auth_registry.username}:{auth_registry.password}"
+    result = as_each.podpy(
+        "image",
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-cert-dir",
+        str(user_cert_dir),
+        "--dest-creds",
+        creds,
+        f"docker://{multilayer_image}",
+        f"docker://{target}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert as_each.ok("images", "-q") == ""  # nothing went through the local store
+    raw = _skopeo_raw(target, "--cert-dir", str(auth_registry.cert_dir), "--creds", creds)
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == multilayer_layout.manifest_digest
+    # The same copy without credentials is refused with a clear message.
+    denied = as_each.podpy(
+        "image",
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-cert-dir",
+        str(user_cert_dir),
+        f"docker://{multilayer_image}",
+        f"docker://{target}",
+    )
+    assert denied.returncode == 125 and "authentication required" in denied.stderr
