@@ -396,17 +396,22 @@ def rm(
 ) -> None:
     """Remove one or more containers."""
     from podpy.engine import containers
-    from podpy.errors import NoSuchObject
+    from podpy.errors import InvalidState, NoSuchObject
 
     eng = engine(ctx)
     targets = _targets(eng, containers_, all_, cidfile, running_only=False)
 
     def act(ref: str) -> Optional[str]:
+        # podman rm's exit status: 1 = no such container, 2 = running or paused, 125 = other
         try:
             return containers.remove(eng, ref, force=force, volumes=volumes)
-        except NoSuchObject:
+        except NoSuchObject as err:
             if ignore:
                 return None
+            err.exit_code = 1
+            raise
+        except InvalidState as err:
+            err.exit_code = 2
             raise
 
     _for_each(ctx, targets, act)
