@@ -296,7 +296,8 @@ def _process(request: ExecRequest, sock: socket.socket, program: Any, flags: int
             os.chdir(cwd)
         except OSError as err:
             raise init_mod.InitFailure(
-                f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror.lower()}', 127
+                f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror.lower()}',
+                127 if isinstance(err, FileNotFoundError) else 125,  # podman: only ENOENT is 127
             ) from err
         import signal
 
