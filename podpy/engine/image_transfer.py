@@ -354,14 +354,36 @@ def load(
             sources = archive.read_oci_images(files)
         plans = [(s, _loaded_names(s)) for s in sources]
         loaded: List[str] = []
-        for source, names in plans:
-            image_id = cp.store_image(eng, source, names, progress)
-            loaded.extend(names or ["sha256:" + image_id])
+        added: List[str] = []
+        from podpy.engine.images import store
+
+        try:
+            for source, names in plans:
+                existed = store(eng).get(source.image_id) is not None
+                image_id = cp.store_image(eng, source, names, progress)
+                if not existed:
+                    added.append(image_id)
+                loaded.extend(names or ["sha256:" + image_id])
+        except BaseException:
+            # All or nothing: drop the images this load added before the failure.
+            _remove_images(eng, added)
+            raise
         return loaded
     finally:
         if files is not None:
             files.close()
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _remove_images(eng: Engine, image_ids: List[str]) -> None:
+    from podpy.engine import images as image_engine
+
+    if image_ids:
+        report = image_engine.remove(eng, image_ids, force=True)
+        for err in report.errors:
+            from podpy import log
+
+            log.warn(f"rolling back the load: {err.message}")
 
 
 # --- import -------------------------------------------------------------------------------------

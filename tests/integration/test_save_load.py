@@ -192,6 +192,34 @@ def test_load_refuses_hostile_and_broken_archives(
     assert image_ids(as_each) == [] and store_files(as_each) == before
 
 
+def test_load_is_all_or_nothing(
+    as_each: Runner,
+    busybox_image: str,
+    multilayer_image: str,
+    multilayer_layout: Any,
+    shared_tmp: Path,
+) -> None:
+    """A corrupt layer in the second image of an archive also drops the first image."""
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image, multilayer_image)
+    both = as_each.home / "both.tar"
+    as_each.ok("save", "-o", str(both), busybox_image, multilayer_image)
+    members = _members(both)
+    as_each.ok("rmi", "-a")
+    before = store_files(as_each)
+    top_layer = multilayer_layout.diff_ids[-1].split(":")[1] + ".tar"
+    corrupt = bytearray(members[top_layer])
+    corrupt[600] ^= 0xFF
+    path = shared_tmp / f"load-half-{os.getpid()}.tar"
+    _write_tar(path, {**members, top_layer: bytes(corrupt)})
+    try:
+        result = as_each.podpy("load", "-i", str(path))
+    finally:
+        path.unlink()
+    assert result.returncode == 125 and "digest mismatch" in result.stderr
+    assert image_ids(as_each) == []
+    assert store_files(as_each) == before
+
+
 def test_import_rootfs_tarball_runs(as_each: Runner, shared_tmp: Path) -> None:
     rootfs = shared_tmp / f"rootfs-{os.getpid()}.tar.gz"
     with tarfile.open(rootfs, "w:gz") as tf:
