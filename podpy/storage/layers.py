@@ -160,11 +160,13 @@ def _number(field: bytes, what: str) -> int:
         # GNU base-256 for values that do not fit in octal (large sizes, ids).
         value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
         return value
-    text = field.replace(b"\0", b" ").strip()
-    if not text:
-        return 0
     try:
-        return int(text, 8)
+        return int(field.rstrip(b"\0 ") or b"0", 8)  # the common "0000644\0" shape
+    except ValueError:
+        pass
+    text = field.replace(b"\0", b" ").strip()
+    try:
+        return int(text or b"0", 8)
     except ValueError:
         raise LayerError(f"layer tar has an invalid {what} field {text!r}") from None
 
@@ -265,7 +267,7 @@ class TarReader:
                 else:
                     long_link = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
                 continue
-            if kind == b"S" or any(str(k).startswith("GNU.sparse.") for k in pax):
+            if kind == b"S" or (pax and any(str(k).startswith("GNU.sparse.") for k in pax)):
                 raise LayerError("layer tar contains a sparse file, which is not supported")
             entry = TarEntry()
             name = _nts(header[0:100])
@@ -323,9 +325,9 @@ class TarReader:
 def clean_entry_name(name: str) -> List[str]:
     """Split a tar member name into safe components; refuse `..`, strip `/` and `./`."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
+    if ".." in parts:
         raise UnsafeLayerError(f'layer entry "{name}" refers outside the layer (".." component)')
-    if any("\x00" in p for p in parts):
+    if "\x00" in name:
         raise UnsafeLayerError(f'layer entry "{name}" contains a NUL byte')
     return parts
 
