@@ -185,6 +185,10 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
 
     pid = int(request["pid"])
     interfaces = list(request["interfaces"])
+    if request.get("netns"):  # rootless: the bridges live in the user's rootless netns
+        from podpy import linux
+
+        linux.setns_path(str(request["netns"]), linux.CLONE_NEWNET)
     _enable_forwarding()
     apply_nat(
         request.get("masquerade") or [],

@@ -139,6 +139,11 @@ def _forward(
 def serve(request: Mapping[str, object]) -> Dict[str, object]:
     """Helper op `dns-serve`: answer on gateway:53 until SIGTERM. Writes its pid file once the
     socket is bound, so the launcher knows it is ready."""
+    if request.get("userns"):  # rootless: answer inside the rootless netns
+        from podpy import linux
+
+        linux.setns_path(str(request["userns"]), linux.CLONE_NEWUSER)
+        linux.setns_path(str(request["netns"]), linux.CLONE_NEWNET)
     address = str(request["address"])
     records = Records(str(request["db"]), str(request["network_id"]))
     upstreams = [str(u) for u in request.get("upstreams") or []] or upstream_servers()  # type: ignore[union-attr]

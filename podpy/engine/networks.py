@@ -381,12 +381,6 @@ def check_attachable(eng: Engine, names: Sequence[str], has_ports: bool) -> None
     """At create: the named networks exist and podpy can connect this kind of container."""
     for name in names:
         lookup(eng, name)
-    if eng.paths.rootless:
-        raise PodpyError(
-            f"network {', '.join(names)}: user-defined networks are not supported for rootless "
-            "containers yet",
-            hint="use the default network (slirp4netns) with -p, or put the containers in a pod",
-        )
     if has_ports:
         raise PodpyError(
             "publishing ports of a container on a user-defined network is not supported yet",
@@ -441,6 +435,10 @@ def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) ->
             break
     request: Dict[str, Any] = {"interfaces": interfaces, "helper": helper_argv()}
     request.update(_nat_lists(eng))
+    if eng.paths.rootless:
+        holder = ensure_rootless_netns(eng)
+        request["netns"] = f"/proc/{holder}/ns/net"
+        request["userns_path"] = f"/proc/{holder}/ns/user"  # the monitor joins it
     dns_networks = [i for i in interfaces if lookup(eng, i["network"])["config"].get("dns_enabled")]
     if dns_networks and not network.get("dns_servers"):
         from podpy import log
@@ -478,7 +476,6 @@ def _dns_pid(eng: Engine, row: Dict[str, Any]) -> int:
 def ensure_dns(eng: Engine, row: Dict[str, Any]) -> int:
     """Start the network's DNS responder (detached) unless it runs; returns its pid."""
     import json
-    import sys
 
     pid = _dns_pid(eng, row)
     if pid:
@@ -490,32 +487,22 @@ def ensure_dns(eng: Engine, row: Dict[str, Any]) -> int:
         os.unlink(pid_file)
     except FileNotFoundError:
         pass
-    request = {
+    request: Dict[str, Any] = {
         "op": "dns-serve",
         "address": row["config"]["subnets"][0]["gateway"],
         "db": eng.paths.db_file,
         "network_id": row["id"],
         "pid_file": pid_file,
     }
-    argv = helper_argv() + [json.dumps(request)]
+    if eng.paths.rootless:
+        from netns_helpers.rootless_netns import SLIRP_DNS
+
+        holder = ensure_rootless_netns(eng)
+        request["userns"] = f"/proc/{holder}/ns/user"
+        request["netns"] = f"/proc/{holder}/ns/net"
+        request["upstreams"] = [SLIRP_DNS]
     log_path = os.path.join(directory, "dns.log")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:
-        try:  # double fork + setsid: owned by no podpy command and no terminal
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(devnull, 0)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    os.waitpid(child, 0)
+    _spawn_detached(helper_argv() + [json.dumps(request)], log_path)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pid = _dns_pid(eng, row)
@@ -574,6 +561,7 @@ def teardown_store(db_file: str, run_root: str, rootless: bool) -> None:
                     os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
             continue
+    stop_rootless_netns(run_root)
     if rootless or not os.path.exists(db_file):
         return
     try:
@@ -602,3 +590,87 @@ def teardown_store(db_file: str, run_root: str, rootless: bool) -> None:
 
     request = {"op": "bridge-remove", "bridges": bridges, "table": nft_table(db_file)}
     call_helper(helper_argv(), request)
+
+
+def _spawn_detached(argv: List[str], log_path: str) -> None:
+    """fork, setsid, fork again, exec: a daemon no podpy command or terminal owns."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(devnull, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.waitpid(child, 0)
+
+
+def _rootless_netns_pids(run_root: str) -> Dict[str, int]:
+    """{"keeper", "holder", "slirp"} of the running rootless netns, or {}."""
+    import json
+
+    try:
+        with open(os.path.join(run_root, "networks", "rootless-netns.json")) as f:
+            pids = {k: int(v) for k, v in json.load(f).items()}
+        with open(f"/proc/{pids['holder']}/cmdline", "rb") as f:
+            if b"rootless-netns" in f.read():
+                return pids
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    return {}
+
+
+def ensure_rootless_netns(eng: Engine) -> int:
+    """The holder pid of the user's rootless network namespace, started if needed (under a
+    file lock: concurrent starts share one)."""
+    import fcntl
+    import json
+
+    directory = os.path.join(eng.paths.run_root, "networks")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    with open(os.path.join(directory, "rootless-netns.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pids = _rootless_netns_pids(eng.paths.run_root)
+        if pids:
+            return pids["holder"]
+        pid_file = os.path.join(directory, "rootless-netns.json")
+        try:
+            os.unlink(pid_file)
+        except FileNotFoundError:
+            pass
+        request = {"op": "rootless-netns", "run_dir": directory, "pid_file": pid_file}
+        log_path = os.path.join(directory, "rootless-netns.log")
+        _spawn_detached(helper_argv() + [json.dumps(request)], log_path)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pids = _rootless_netns_pids(eng.paths.run_root)
+            if pids:
+                return pids["holder"]
+            time.sleep(0.02)
+    try:
+        with open(log_path) as f:
+            reason = f.read().strip().splitlines()[-1]
+    except (OSError, IndexError):
+        reason = "no reason logged"
+    raise PodpyError(f"the rootless network namespace did not start: {reason}")
+
+
+def stop_rootless_netns(run_root: str) -> None:
+    import signal
+
+    pids = _rootless_netns_pids(run_root)
+    if pids:
+        try:
+            os.kill(pids["keeper"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass

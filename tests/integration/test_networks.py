@@ -8,8 +8,10 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import List
@@ -205,10 +207,7 @@ def test_user_network_limits_are_clear_errors(as_each, busybox_image: str) -> No
     assert missing.returncode == 125 and "network not found" in missing.stderr
     ports = as_each.podpy("run", "--rm", "--network", name, "-p", "8080:80", busybox_image, "true")
     assert ports.returncode == 125
-    if as_each.user is not None:
-        assert "not supported for rootless containers yet" in ports.stderr
-    else:
-        assert "publishing ports of a container on a user-defined network" in ports.stderr
+    assert "publishing ports of a container on a user-defined network" in ports.stderr
     assert as_each.ok("ps", "-a", "-q").split() == []  # nothing half-made
     as_each.ok("network", "rm", name)
 
@@ -229,3 +228,75 @@ def test_system_reset_removes_bridges_dns_and_rules(rootful, busybox_image: str)
     assert not os.path.exists(f"/sys/class/net/{info['network_interface']}")
     nat = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
     assert info["subnets"][0]["subnet"] not in nat.stdout
+
+
+def _host_ip() -> str:
+    """The host's primary address (the source of its default route; no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        return str(s.getsockname()[0])
+
+
+def test_rootless_bridge_network_names_and_outbound(rootless, busybox_image: str) -> None:
+    rootless.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    name = unique_name()
+    rootless.ok("network", "create", name)
+    info = json.loads(rootless.ok("network", "inspect", name))[0]
+    gateway = info["subnets"][0]["gateway"]
+    server = unique_name("srv")
+    rootless.ok(
+        "run", "-d", "--name", server, "--network", f"{name}:alias=web", busybox_image,
+        "httpd", "-f", "-p", "80", "-h", "/etc",
+    )  # fmt: skip
+    server_id = rootless.ok("inspect", "--format", "{{.Id}}", server).strip()
+    # Outbound: a server on the host's own address, reached through the rootless netns'
+    # masquerade and its slirp4netns.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((_host_ip(), 0))
+    listener.listen(4)
+    host_port = listener.getsockname()[1]
+    replies = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nfromhost")
+            replies.append(True)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    script = (
+        "ip route show default; cat /etc/resolv.conf; "
+        f"wget -qO- http://{server}/hostname; wget -qO- http://web/hostname; "
+        f"wget -qO- http://{_host_ip()}:{host_port}/"
+    )
+    try:
+        out = rootless.ok("run", "--rm", "--network", name, busybox_image, "sh", "-c", script)
+    finally:
+        listener.close()
+    assert f"default via {gateway} dev eth0" in out
+    assert f"nameserver {gateway}" in out
+    assert out.count(server_id[:12]) == 2  # by name and by alias
+    assert out.rstrip().endswith("fromhost") and replies
+    netns = json.loads(rootless.ok("info", "--format", "json"))["store"]["runRoot"]
+    state_file = os.path.join(netns, "networks", "rootless-netns.json")
+    with open(state_file) as f:
+        pids = json.load(f)
+    assert all(_alive(p) for p in pids.values())
+    rootless.ok("rm", "-f", server)
+    rootless.ok("network", "rm", name)
+    rootless.ok("system", "reset", "--force")  # ends the rootless netns with the store
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids.values() if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
