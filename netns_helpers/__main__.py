@@ -10,6 +10,7 @@ Operations:
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
   bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
   dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
+  rootless-netns {"run_dir", "pid_file"} -> runs until SIGTERM (rootless_netns.py)
 """
 
 from __future__ import annotations
@@ -86,8 +87,15 @@ def _dns_serve(request: Mapping[str, Any]) -> Dict[str, Any]:
     return serve(request)
 
 
+def _rootless_netns(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.rootless_netns import serve
+
+    return serve(request)
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
     "bridge-attach": _bridge_attach,
+    "rootless-netns": _rootless_netns,
     "dns-serve": _dns_serve,
     "bridge-remove": _bridge_remove,
     "probe": _probe,
