@@ -17,8 +17,12 @@ def enter_namespaces(spec: Dict[str, Any]) -> None:
     if spec.get("rootless"):
         from podpy import rootless
 
-        if spec.get("userns_path"):  # a pod member joins its infra's user namespace
-            rootless.join_userns_in_place(spec["userns_path"])
+        # A pod member joins its infra's user namespace; a container on user-defined
+        # networks joins the rootless netns' one (so a veth can link the two).
+        bridge = (spec.get("network") or {}).get("bridge") or {}
+        join = spec.get("userns_path") or bridge.get("userns_path")
+        if join:
+            rootless.join_userns_in_place(join)
         else:
             rootless.enter_userns_in_place()
     linux.unshare(linux.CLONE_NEWNS)
