@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 CHUNK_SIZE_ENV = "PODPY_PUSH_CHUNK_SIZE"  # smaller values force chunked uploads (tests)
 FORMATS = ("oci", "v2s2")
+PARALLEL_UPLOADS = 3
 COMPRESSIONS = ("gzip",)
 
 
@@ -208,6 +209,36 @@ def _min_chunk(response: Any) -> int:
     return int(value) if value.isdigit() else 0
 
 
+def upload_layers(uploader: BlobUploader, layers: List[LayerBlob], progress: Any) -> None:
+    """Upload distinct layers, a few at a time (as podman); the first failure wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    unique = list({layer.digest: layer for layer in layers}.values())
+
+    def one(layer: LayerBlob) -> None:
+        if progress:
+            progress.blob_start(layer.digest, layer.size, "blob")
+        stream = layer.open()
+        try:
+            advance = (lambda n: progress.blob_advance(layer.digest, n)) if progress else None
+            skipped = uploader.upload(layer.digest, layer.size, stream, advance)
+        finally:
+            stream.close()
+        if progress:
+            progress.blob_done(layer.digest, skipped=skipped)
+
+    if len(unique) <= 1:
+        for layer in unique:
+            one(layer)
+        return
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_UPLOADS, len(unique))) as pool:
+        futures = [pool.submit(one, layer) for layer in unique]
+        errors = [f.exception() for f in futures]
+    for err in errors:
+        if err is not None:
+            raise err
+
+
 def plan_layers(
     source: ImageSource, fmt: Optional[str], tmp_dir: str
 ) -> Tuple[bytes, str, List[LayerBlob]]:
@@ -254,19 +285,7 @@ def push_image(
             if host == ref.domain and path and path != ref.path:
                 mounts.append(path)
         uploader = BlobUploader(client, ref.path, mounts)
-        for layer in layers:
-            if progress:
-                progress.blob_start(layer.digest, layer.size, "blob")
-            stream = layer.open()
-            try:
-                advance = (
-                    (lambda n, d=layer.digest: progress.blob_advance(d, n)) if progress else None
-                )
-                skipped = uploader.upload(layer.digest, layer.size, stream, advance)
-            finally:
-                stream.close()
-            if progress:
-                progress.blob_done(layer.digest, skipped=skipped)
+        upload_layers(uploader, layers, progress)
         config_digest = source.config_digest
         if progress:
             progress.blob_start(config_digest, len(source.config_raw), "config")
