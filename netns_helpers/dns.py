@@ -122,10 +122,11 @@ def _forward(
     server: socket.socket, query: bytes, client: Tuple[str, int], upstreams: List[str]
 ) -> None:
     for upstream in upstreams:
+        host, _, port = upstream.partition(":")  # "IP" or "IP:PORT"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(2.0)
             try:
-                sock.sendto(query, (upstream, 53))
+                sock.sendto(query, (host, int(port or 53)))
                 reply, _ = sock.recvfrom(65535)
             except OSError:
                 continue

@@ -185,3 +185,120 @@ def test_network_crud_errors(tmp_path: Path) -> None:
         assert networks.prune(eng) == ["a"]
     finally:
         eng.close()
+
+
+# --- the DNS responder's wire format -----------------------------------------------------------
+
+
+def _query(name: str, qtype: int = 1, ident: int = 0x1234) -> bytes:
+    import struct
+
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return (
+        struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0)
+        + labels
+        + b"\0"
+        + struct.pack(">HH", qtype, 1)
+    )
+
+
+def test_dns_question_parsing_and_answers() -> None:
+    import socket
+    import struct
+
+    from netns_helpers import dns
+
+    query = _query("Web.dns.podman")
+    name, qtype, qclass, end = dns.parse_question(query)  # type: ignore[misc]
+    assert (name, qtype, qclass, end) == ("web.dns.podman", 1, 1, len(query))
+    reply = dns.build_answer(query, end, "10.89.0.7")
+    ident, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", reply[:12])
+    assert ident == 0x1234 and flags & 0x8000 and flags & 0x0100 and (flags & 0xF) == 0
+    assert (qd, an, ns, ar) == (1, 1, 0, 0)
+    assert reply[-4:] == socket.inet_aton("10.89.0.7")
+    assert struct.unpack(">HHHIH", reply[end : end + 12]) == (0xC00C, 1, 1, 0, 4)
+    nx = dns.build_answer(query, end, None, rcode=3)
+    assert struct.unpack(">HH", nx[2:6])[0] & 0xF == 3 and struct.unpack(">H", nx[6:8])[0] == 0
+    assert dns.parse_question(b"\x00" * 5) is None
+    assert dns.parse_question(query[:-3]) is None
+
+
+def test_dns_records_from_the_state_db(tmp_path: Path) -> None:
+    import time
+
+    from netns_helpers import dns
+
+    eng = _engine(tmp_path)
+    try:
+        network = networks.create(eng, name="web", subnet="10.66.0.0/24")
+        cid, stopped = "a" * 64, "b" * 64
+        spec = {"mode": "bridge", "networks": ["web"], "options": {"aliases": ["api"]}}
+        for key, name, status in ((cid, "front", "running"), (stopped, "old", "exited")):
+            now = time.time()
+            eng.db.insert(
+                "containers",
+                {"id": key, "name": name, "created": now, "updated": now, "status": status,
+                 "config": {"network": spec}},
+            )  # fmt: skip
+            networks.allocate(eng, "web", key)
+        records = dns.Records(eng.paths.db_file, network["id"])
+        assert records.lookup("front") == "10.66.0.2"
+        assert records.lookup("front.dns.podman.") == "10.66.0.2"
+        assert records.lookup("api") == "10.66.0.2" and records.lookup(cid[:12]) == "10.66.0.2"
+        assert records.lookup("old") is None  # not running: not resolvable
+    finally:
+        eng.close()
+
+
+def test_dns_serve_answers_and_forwards(tmp_path: Path) -> None:
+    """The responder on a loopback port: local names answered, others relayed upstream."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    eng = _engine(tmp_path)
+    try:
+        network = networks.create(eng, name="web", subnet="10.67.0.0/24")
+    finally:
+        eng.close()
+    upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    upstream.bind(("127.0.0.1", 0))
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.close()
+    request = {
+        "op": "dns-serve", "address": "127.0.0.1", "port": port,
+        "db": str(tmp_path / "graph" / "podpy.db"), "network_id": network["id"],
+        "pid_file": str(tmp_path / "dns.pid"), "upstreams": [f"127.0.0.1:{upstream.getsockname()[1]}"],
+    }  # fmt: skip
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from netns_helpers.__main__ import main; main(sys.argv[1:])", json.dumps(request)],
+        cwd=root,
+        env={"PYTHONPATH": root},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "dns.pid").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        client.sendto(_query("nosuch"), ("127.0.0.1", port))
+        reply, _ = client.recvfrom(512)
+        assert reply[3] & 0xF == 3  # NXDOMAIN for an unknown bare name
+        # A dotted name goes upstream, and the upstream's reply comes back verbatim.
+        client.sendto(_query("example.org", ident=7), ("127.0.0.1", port))
+        upstream.settimeout(5)
+        relayed, source = upstream.recvfrom(512)
+        assert relayed == _query("example.org", ident=7)
+        upstream.sendto(relayed[:2] + b"\x81\x80" + relayed[4:], source)
+        reply, _ = client.recvfrom(512)
+        assert reply == relayed[:2] + b"\x81\x80" + relayed[4:]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        upstream.close()
