@@ -189,11 +189,11 @@ def _in_container(
     os.waitpid(pid, 0)
     with os.fdopen(err_r, "rb") as f:
         reply = f.read()
+    if parent_error is not None:
+        raise parent_error  # the child's error then is only the broken pipe it caused
     if reply:
         message = json.loads(reply)
         raise PodpyError(message["error"], hint=message.get("hint"), exit_code=message["code"])
-    if parent_error is not None:
-        raise parent_error
 
 
 # --- tar helpers ----------------------------------------------------------------------------
