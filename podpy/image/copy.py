@@ -9,6 +9,7 @@ podpy.image.archive, registry pushes in podpy.image.push.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -356,6 +357,16 @@ def store_image(
     from podpy.engine.images import store
 
     st = store(eng)
+    # Held shared like a pull, so `rmi`/`prune` (exclusive) never delete a layer this
+    # store is about to reuse; stores without the lock (older layouts) skip it.
+    lock = getattr(st, "lock", None)
+    with lock(False) if lock is not None else contextlib.nullcontext():
+        return _store_image_locked(st, source, names, progress)
+
+
+def _store_image_locked(
+    st: Any, source: ImageSource, names: List[str], progress: Optional[PullProgress]
+) -> str:
     config = check_layers_match_config(source.config_raw, len(source.layers), "image")
     chains = mf.chain_ids(config.diff_ids)
     added: List[str] = []
