@@ -508,6 +508,13 @@ def remove(
     ignore: bool = False,
 ) -> RemoveReport:
     """`podman rmi`: untag by name; delete when no names remain (or by ID, or -f)."""
+    with store(eng).lock(exclusive=True):
+        return _remove_locked(eng, references, force, all_images, ignore)
+
+
+def _remove_locked(
+    eng: Engine, references: Sequence[str], force: bool, all_images: bool, ignore: bool
+) -> RemoveReport:
     st = store(eng)
     report = RemoveReport()
     if all_images:
@@ -589,6 +596,11 @@ def _resolve_name(st: ImageStore, text: str, image: ImageRecord) -> str:
 
 def prune(eng: Engine, all_images: bool = False, filters: Sequence[str] = ()) -> List[str]:
     """Remove dangling images (all unused ones with `all_images`); returns the deleted IDs."""
+    with store(eng).lock(exclusive=True):
+        return _prune_locked(eng, all_images, filters)
+
+
+def _prune_locked(eng: Engine, all_images: bool, filters: Sequence[str]) -> List[str]:
     st = store(eng)
     report = RemoveReport()
     for image in list_images(eng, True, filters):

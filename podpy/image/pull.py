@@ -375,7 +375,11 @@ class Puller:
     def pull(self, text: str) -> PullResult:
         """Pull `text`; short names try aliases, then each search registry in order."""
         candidates = self.candidates(text)
-        self._repair()
+        with self.store.lock(exclusive=False):
+            self._repair()
+            return self._pull_candidates(text, candidates)
+
+    def _pull_candidates(self, text: str, candidates: List[Reference]) -> PullResult:
         failures: List[Tuple[Reference, PodpyError]] = []
         for candidate in candidates:
             try:

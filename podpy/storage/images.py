@@ -7,11 +7,12 @@ transactions, never across that slow work.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from podpy.errors import NoSuchObject, PodpyError
 from podpy.image import manifest as mf
@@ -121,6 +122,24 @@ class ImageStore:
     @property
     def db(self) -> Any:
         return self.engine.db
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool) -> Iterator[None]:
+        """The store lock: pulls hold it shared (they run side by side), removals hold it
+        exclusive, so a removal never deletes a layer a pull in flight has decided to reuse."""
+        import fcntl
+
+        os.makedirs(self.paths.graph_root, mode=0o700, exist_ok=True)
+        fd = os.open(
+            os.path.join(self.paths.graph_root, "images.lock"),
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     # --- reading ----------------------------------------------------------------------------
 

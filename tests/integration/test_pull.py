@@ -651,3 +651,43 @@ def test_mirrors_and_blocked_registries(as_each: Runner, fake_registry: FakeRegi
         assert blocked.returncode == 125 and "blocked" in blocked.stderr
     finally:
         shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+def test_rmi_waits_for_a_pull_sharing_its_layers(
+    as_each: Runner, fake_registry: FakeRegistry
+) -> None:
+    arch = images.host_architecture()
+    base = tar_of({"base": b"shared base layer"})
+    first = fake_registry.add_image("share/a", "v1", [base], arch)
+    second = fake_registry.add_image(
+        "share/b", "v1", [base, tar_of({"big": os.urandom(1_000_000)})], arch
+    )
+    fake_registry.modes[second["layer_digests"][1]] = "slow"
+    fake_registry.slow_bytes_per_sec = 1_000_000
+    host = fake_registry.host
+    as_each.ok("pull", "-q", "--tls-verify=false", f"{host}/share/a:v1")
+    argv = [SYSTEM_PYTHON, "-I", str(as_each.pyz), *as_each.extra_args]
+    puller = subprocess.Popen(
+        as_each._wrap([*argv, "pull", "-q", "--tls-verify=false", f"{host}/share/b:v1"]),
+        env=as_each.env(),
+        cwd=str(as_each.home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.4)  # the pull has planned to reuse the base layer and is downloading
+        removed = as_each.podpy("rmi", f"{host}/share/a:v1")
+        assert removed.returncode == 0, removed.stderr
+        out, err = puller.communicate(timeout=120)
+    finally:
+        if puller.poll() is None:
+            puller.kill()
+            puller.wait()
+    assert puller.returncode == 0, err
+    assert out.strip() == second["image_id"]
+    assert f"Deleted: {first['image_id']}" in removed.stdout
+    info = json.loads(as_each.ok("image", "inspect", second["image_id"]))[0]
+    dirs = [d for d in info["GraphDriver"]["Data"].get("LowerDir", "").split(":") if d]
+    dirs.append(info["GraphDriver"]["Data"]["UpperDir"])
+    assert len(dirs) == 2 and all(Path(d).is_dir() for d in dirs)
