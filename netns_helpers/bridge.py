@@ -177,6 +177,59 @@ def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, A
     return list(reply["links"])
 
 
+def _ifname(index: int) -> str:
+    return CONTAINER_IFNAMES[index] if index < len(CONTAINER_IFNAMES) else f"eth{index}"
+
+
+def _join_userns(request: Mapping[str, Any]) -> None:
+    """Rootless, called by podpy itself (connect/disconnect): become root of the rootless
+    netns' user namespace first (the monitor's helper already is)."""
+    if request.get("userns_path") and os.geteuid() != 0:
+        from podpy.rootless import join_userns_in_place
+
+        join_userns_in_place(str(request["userns_path"]))
+
+
+def bridge_detach(request: Mapping[str, Any]) -> Dict[str, Any]:
+    """Helper op: inside the container's netns, delete the interface holding `address` (its
+    veth peer on the bridge goes with it)."""
+    from podpy.errors import PodpyError
+
+    _join_userns(request)
+    pid, address = int(request["pid"]), str(request["address"])
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        code = 1
+        try:
+            from podpy import linux
+
+            linux.setns_path(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
+            with _ipr() as ipr:
+                found = [a["index"] for a in ipr.get_addr() if a.get("address") == address]
+                for index in found:
+                    ipr.link("del", index=index)
+            os.write(write_fd, json.dumps({"deleted": len(found)}).encode())
+            code = 0
+        except BaseException as err:
+            os.write(write_fd, json.dumps({"error": f"{type(err).__name__}: {err}"}).encode())
+        os._exit(code)
+    os.close(write_fd)
+    data = b""
+    while True:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(child, 0)
+    reply = json.loads(data or b'{"error": "the namespace child died"}')
+    if "error" in reply:
+        raise PodpyError(f"disconnecting the container: {reply['error']}")
+    return reply
+
+
 def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
     """Helper op: bridges up, veth pairs created and moved, the container side configured."""
     import secrets
@@ -185,6 +238,7 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
 
     pid = int(request["pid"])
     interfaces = list(request["interfaces"])
+    _join_userns(request)
     if request.get("netns"):  # rootless: the bridges live in the user's rootless netns
         from podpy import linux
 
@@ -214,7 +268,7 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
                 links.append(
                     {
                         "temp": temp,
-                        "ifname": CONTAINER_IFNAMES[position],
+                        "ifname": _ifname(position + int(request.get("first_index") or 0)),
                         "address": iface["address"],
                         "prefixlen": int(iface["prefixlen"]),
                         "gateway": iface["gateway"],

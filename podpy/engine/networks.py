@@ -338,6 +338,29 @@ def inspect(eng: Engine, refs: Sequence[str]) -> List[Dict[str, Any]]:
 # --- connect / disconnect ---------------------------------------------------------------------
 
 
+def _attachable_spec(row: Dict[str, Any]) -> Dict[str, Any]:
+    spec = dict((row.get("config") or {}).get("network") or {})
+    mode = spec.get("mode")
+    if mode != "bridge":
+        raise PodpyError(
+            f'"{mode}" is not supported: invalid network mode',
+            hint="only containers created on bridge networks (--network NAME) can be connected",
+        )
+    return spec
+
+
+def _save_spec(eng: Engine, row: Dict[str, Any], spec: Dict[str, Any]) -> None:
+    config = dict(row["config"])
+    config["network"] = spec
+    eng.db.update("containers", row["id"], config=config)
+
+
+def _hotplug(eng: Engine, request: Dict[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.bridge import call_helper
+
+    return call_helper(helper_argv(), request)
+
+
 def connect(
     eng: Engine,
     ref: str,
@@ -345,33 +368,88 @@ def connect(
     ip: Optional[str] = None,
     aliases: Sequence[str] = (),
 ) -> None:
-    """Attach a container to a network (not possible yet: podpy has no bridge data path)."""
+    """Attach a container to one more network; a running one gets the interface at once."""
     from podpy.engine import containers
 
     network = lookup(eng, ref)
     row = containers.lookup(eng, container)
-    if network["name"] in container_networks(row):
+    spec = _attachable_spec(row)
+    names = list(spec.get("networks") or [])
+    if network["name"] in names:
         raise AlreadyExists(
             f"container {row['id']} is already connected to network {network['name']}"
         )
-    raise PodpyError(
-        f"cannot connect container {row['name']} to network {network['name']}: bridge networks "
-        "have no data path in podpy yet",
-        hint="use --network slirp4netns (the default) with -p, or a pod to share a network",
-    )
+    if ip:  # validate (and hold) the address before anything changes
+        allocate(eng, network["id"], row["id"], static_ip=ip)
+    options = dict(spec.get("options") or {})
+    if aliases:
+        options["aliases"] = list(options.get("aliases") or []) + list(aliases)
+    spec["options"] = options
+    spec["networks"] = names + [network["name"]]
+    if row["status"] == "running" and row.get("pid"):
+        entry = network["config"]["subnets"][0]
+        address = allocate(eng, network["id"], row["id"], static_ip=ip)
+        request: Dict[str, Any] = {
+            "op": "bridge-attach",
+            "pid": row["pid"],
+            "first_index": len(names),
+            "interfaces": [
+                {
+                    "network": network["name"],
+                    "bridge": network["config"]["network_interface"],
+                    "subnet": entry["subnet"],
+                    "gateway": entry["gateway"],
+                    "prefixlen": int(entry["subnet"].split("/")[1]),
+                    "address": address,
+                    "internal": bool(network["config"].get("internal")),
+                    "default_route": not names and not network["config"].get("internal"),
+                }
+            ],
+        }
+        request.update(_nat_lists(eng))
+        if eng.paths.rootless:
+            holder = ensure_rootless_netns(eng)
+            request["netns"] = f"/proc/{holder}/ns/net"
+            request["userns_path"] = f"/proc/{holder}/ns/user"
+        try:
+            _hotplug(eng, request)
+        except PodpyError:
+            release(eng, network["id"], row["id"])
+            raise
+    _save_spec(eng, row, spec)
+    eng.db.add_event(
+        "network", "connect", name=network["name"], object_id=network["id"],
+        attributes={"container": row["id"]},
+    )  # fmt: skip
 
 
 def disconnect(eng: Engine, ref: str, container: str) -> None:
+    """Detach a container from a network (a running one loses the interface at once)."""
     from podpy.engine import containers
 
     network = lookup(eng, ref)
     row = containers.lookup(eng, container)
-    if network["name"] not in container_networks(row):
+    spec = _attachable_spec(row)
+    names = list(spec.get("networks") or [])
+    if network["name"] not in names:
         raise PodpyError(
             f"container {row['id']} is not connected to network {network['name']}: "
             "network not found"
         )
-    raise PodpyError(f"cannot disconnect container {row['name']}: not supported yet")
+    address = (network["config"].get("allocations") or {}).get(row["id"])
+    if row["status"] == "running" and row.get("pid") and address:
+        request: Dict[str, Any] = {"op": "bridge-detach", "pid": row["pid"], "address": address}
+        if eng.paths.rootless:
+            holder = ensure_rootless_netns(eng)
+            request["userns_path"] = f"/proc/{holder}/ns/user"
+        _hotplug(eng, request)
+    spec["networks"] = [n for n in names if n != network["name"]]
+    _save_spec(eng, row, spec)
+    release(eng, network["id"], row["id"])
+    eng.db.add_event(
+        "network", "disconnect", name=network["name"], object_id=network["id"],
+        attributes={"container": row["id"]},
+    )  # fmt: skip
 
 
 # --- data path (rootful bridges) --------------------------------------------------------------

@@ -300,3 +300,40 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_connect_and_disconnect_a_running_container(as_each, busybox_image: str) -> None:
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    front, back = unique_name("f"), unique_name("b")
+    as_each.ok("network", "create", front)
+    as_each.ok("network", "create", back)
+    server, client = unique_name("srv"), unique_name("cli")
+    as_each.ok("run", "-d", "--name", server, "--network", back, busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
+    as_each.ok("run", "-d", "--name", client, "--network", front, busybox_image, "sleep", "600")
+    server_id = as_each.ok("inspect", "--format", "{{.Id}}", server).strip()
+
+    def fetch() -> str:
+        result = as_each.podpy("exec", client, "wget", "-qO-", f"http://{server}/hostname")
+        return result.stdout.strip()
+
+    assert fetch() == ""  # different networks: no name, no route
+    as_each.ok("network", "connect", "--alias", "www", front, server)
+    assert fetch() == server_id[:12]
+    out = as_each.ok("exec", server, "ip", "-4", "-o", "addr")
+    assert " eth0 " in out and " eth1 " in out
+    again = as_each.podpy("network", "connect", front, server)
+    assert again.returncode == 125 and "already connected" in again.stderr
+    as_each.ok("network", "disconnect", front, server)
+    assert " eth1 " not in as_each.ok("exec", server, "ip", "-4", "-o", "addr")
+    assert fetch() == ""
+    info = json.loads(as_each.ok("network", "inspect", front))[0]
+    assert info["name"] == front
+    not_on = as_each.podpy("network", "disconnect", front, server)
+    assert not_on.returncode == 125 and "is not connected" in not_on.stderr
+    # a stopped container is connected at its next start
+    as_each.ok("stop", "-t", "0", server)
+    as_each.ok("network", "connect", front, server)
+    as_each.ok("start", server)
+    assert fetch() == server_id[:12]
+    as_each.ok("rm", "-f", server, client)
+    assert sorted(as_each.ok("network", "prune", "-f").split()) == sorted([front, back])
