@@ -9,6 +9,7 @@ Operations:
   slirp-forward {"api_socket", "ports": [...], "guest_addr"?} -> {"ids": [...]}
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
   bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
+  bridge-detach {"pid", "address"} -> {"deleted": N}
   dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
   rootless-netns {"run_dir", "pid_file"} -> runs until SIGTERM (rootless_netns.py)
 """
@@ -93,8 +94,15 @@ def _rootless_netns(request: Mapping[str, Any]) -> Dict[str, Any]:
     return serve(request)
 
 
+def _bridge_detach(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.bridge import bridge_detach
+
+    return bridge_detach(request)
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
     "bridge-attach": _bridge_attach,
+    "bridge-detach": _bridge_detach,
     "rootless-netns": _rootless_netns,
     "dns-serve": _dns_serve,
     "bridge-remove": _bridge_remove,
