@@ -752,3 +752,33 @@ def stop_rootless_netns(run_root: str) -> None:
             os.kill(pids["keeper"], signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def container_settings(eng: Engine, row: Dict[str, Any]) -> Dict[str, Any]:
+    """The bridge part of a container's inspect NetworkSettings (podman's keys)."""
+    spec = (row.get("config") or {}).get("network") or {}
+    aliases = list((spec.get("options") or {}).get("aliases") or [])
+    per_network: Dict[str, Any] = {}
+    for name in spec.get("networks") or []:
+        try:
+            network = lookup(eng, name)
+        except NetworkNotFound:
+            continue
+        entry = network["config"]["subnets"][0]
+        address = (network["config"].get("allocations") or {}).get(row["id"], "")
+        per_network[name] = {
+            "EndpointID": "",
+            "Gateway": entry["gateway"] if address else "",
+            "IPAddress": address,
+            "IPPrefixLen": int(entry["subnet"].split("/")[1]) if address else 0,
+            "MacAddress": "",
+            "NetworkID": network["id"],
+            "Aliases": [row["id"][:12], *aliases],
+        }
+    first = next(iter(per_network.values()), None)
+    return {
+        "IPAddress": first["IPAddress"] if first else "",
+        "Gateway": first["Gateway"] if first else "",
+        "IPPrefixLen": first["IPPrefixLen"] if first else 0,
+        "Networks": per_network,
+    }
