@@ -882,9 +882,10 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
             "MacAddress": "",
             "Ports": _ports_json(state.get("ports") or []),
             "SandboxKey": f"/proc/{row['pid']}/ns/net" if row.get("pid") else "",
+            **_network_settings(eng, row),
         },
         "Namespace": "",
-        "IsInfra": False,
+        "IsInfra": bool(config.get("infra")),
         "Config": {
             "Hostname": run_opts.get("hostname") or row["id"][:12],
             "User": run_opts.get("user") or image_cfg.get("User") or "",
@@ -925,6 +926,15 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
             },
         },
     }
+
+
+def _network_settings(eng: Engine, row: Dict[str, Any]) -> Dict[str, Any]:
+    """IPAddress/Gateway/Networks for containers on user-defined networks."""
+    if (row["config"].get("network") or {}).get("mode") != "bridge":
+        return {}
+    from podpy.engine import networks
+
+    return networks.container_settings(eng, row)
 
 
 def _ports_json(ports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
