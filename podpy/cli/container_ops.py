@@ -181,7 +181,21 @@ def top(
     if latest:
         words.insert(0, container)
         container = _latest(eng)
-    table = container_ops.top(eng, container, words)
+    try:
+        table = container_ops.top(eng, container, words)
+    except container_ops.UnknownDescriptor:
+        if not (words and words[0].startswith("-")):
+            raise
+        # ps(1) options (`top CTR -ef`): the container's own ps answers, as with podman.
+        from podpy.errors import CommandNotFound
+
+        try:
+            code = container_ops.top_with_ps(eng, container, words)
+        except CommandNotFound:
+            code = -1
+        if code == 0:
+            return
+        raise
     sys.stdout.write(tabwrite("\n".join("\t".join(cells) for cells in table)) + "\n")
 
 
@@ -358,7 +372,8 @@ def register(app: typer.Typer) -> None:
         ("port", port),
         ("stats", stats),
     ):
-        settings = _EXEC_CONTEXT if name == "exec" else None
+        # `exec CTR ls -l` and `top CTR -ef`: what follows the container is not ours to parse.
+        settings = _EXEC_CONTEXT if name in ("exec", "top") else None
         app.command(name, context_settings=settings)(fn)
         group.command(name, context_settings=settings)(fn)
     app.command("events")(events)

@@ -443,6 +443,19 @@ def events(
 
 # --- top ----------------------------------------------------------------------------------------
 
+
+class UnknownDescriptor(PodpyError):
+    """top was given words that are not descriptors (podman then runs ps(1) in the container)."""
+
+
+def top_with_ps(eng: Engine, ref: str, ps_args: Sequence[str]) -> int:
+    """podman's fallback for ps(1) options (`top CTR -ef`): run the container's own ps."""
+    from podpy.engine.exec import ExecOptions, exec_in
+
+    code, _session = exec_in(eng, ref, ExecOptions(command=["ps", *ps_args]))
+    return code
+
+
 TOP_DEFAULT = ("user", "pid", "ppid", "pcpu", "etime", "tty", "time", "args")
 TOP_HEADERS = {
     "args": "COMMAND",
@@ -600,9 +613,9 @@ def top(eng: Engine, ref: str, descriptors: Sequence[str] = ()) -> List[List[str
     wanted = [w.lower() for w in words] or list(TOP_DEFAULT)
     unknown = [w for w in wanted if w not in TOP_HEADERS]
     if unknown:
-        raise PodpyError(
+        raise UnknownDescriptor(
             f"unknown descriptor: {unknown[0]}",
-            hint="descriptors: " + ", ".join(sorted(TOP_HEADERS)),
+            hint="descriptors: " + ", ".join(sorted(TOP_HEADERS)) + "; or ps(1) options",
         )
     row = _lookup(eng, ref)
     if row["status"] != "running" or not row.get("pid"):

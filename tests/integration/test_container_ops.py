@@ -202,6 +202,10 @@ def test_top(as_each, image: str) -> None:
         assert ["bob", "sleep", "30"] in [row[1:] for row in rows[1:]]
         result = as_each.podpy("top", name, "nosuchdescriptor")
         assert result.returncode == 125 and "unknown descriptor" in result.stderr
+        # ps(1) options go to the container's own ps, as with podman.
+        ps_rows = as_each.ok("top", name, "-o", "pid,args").splitlines()
+        assert ps_rows[0].split() == ["PID", "COMMAND"]
+        assert ["1", "sleep", "600"] in [row.split() for row in ps_rows[1:]]
         as_each.ok("stop", "-t", "0", name)
         result = as_each.podpy("top", name)
         assert result.returncode == 125
