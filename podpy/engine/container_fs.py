@@ -134,6 +134,7 @@ def _send_error(fd: int, err: BaseException) -> None:
     elif isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
         payload = {"error": f"{where}{err.strerror or err}", "hint": None, "code": 125}
+        payload["broken_pipe"] = isinstance(err, BrokenPipeError)
     else:
         payload = {"error": f"{type(err).__name__}: {err}", "hint": None, "code": 125}
     try:
@@ -189,10 +190,10 @@ def _in_container(
     os.waitpid(pid, 0)
     with os.fdopen(err_r, "rb") as f:
         reply = f.read()
-    if parent_error is not None:
-        raise parent_error  # the child's error then is only the broken pipe it caused
-    if reply:
-        message = json.loads(reply)
+    message = json.loads(reply) if reply else None
+    if parent_error is not None and (message is None or message.get("broken_pipe")):
+        raise parent_error  # the child only suffered from our failure
+    if message is not None:
         raise PodpyError(message["error"], hint=message.get("hint"), exit_code=message["code"])
 
 

@@ -170,19 +170,25 @@ def exists(eng: Engine, name: str) -> bool:
     return eng.db.get("volumes", name) is not None
 
 
-def users(eng: Engine, name: str) -> List[Dict[str, Any]]:
-    """Containers whose config mounts the volume."""
-    out = []
+def usage(eng: Engine) -> Dict[str, List[Dict[str, Any]]]:
+    """Volume name -> the containers whose config mounts it (one pass over the containers)."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
     for row in eng.db.list("containers", order_by="created"):
-        for vol in (row.get("config") or {}).get("volumes") or []:
-            if vol.get("name") == name:
-                out.append(row)
-                break
+        names = {v.get("name") for v in (row.get("config") or {}).get("volumes") or []}
+        for name in names:
+            out.setdefault(str(name), []).append(row)
     return out
 
 
-def inspect(eng: Engine, name: str) -> Dict[str, Any]:
-    """podman's `volume inspect` object."""
+def users(eng: Engine, name: str) -> List[Dict[str, Any]]:
+    """Containers whose config mounts the volume."""
+    return usage(eng).get(name, [])
+
+
+def inspect(
+    eng: Engine, name: str, used_by: Optional[Dict[str, List[Dict[str, Any]]]] = None
+) -> Dict[str, Any]:
+    """podman's `volume inspect` object (`used_by`: a usage() map, when listing many)."""
     from podpy.engine.containers import _iso
 
     row = lookup(eng, name)
@@ -202,7 +208,8 @@ def inspect(eng: Engine, name: str) -> Dict[str, Any]:
         data["GID"] = config["gid"]
     if config.get("anonymous"):
         data["Anonymous"] = True
-    running = [c for c in users(eng, row["name"]) if c["status"] in ("running", "paused")]
+    using = (used_by if used_by is not None else usage(eng)).get(row["name"], [])
+    running = [c for c in using if c["status"] in ("running", "paused")]
     data["MountCount"] = len(running)
     data["NeedsCopyUp"] = os.path.exists(
         os.path.join(_volume_dir(eng, row["name"]), COPY_UP_MARKER)
@@ -225,7 +232,9 @@ def _parse_filters(filters: Sequence[str]) -> List[Tuple[str, str]]:
     return out
 
 
-def _matches(eng: Engine, row: Dict[str, Any], key: str, value: str) -> bool:
+def _matches(
+    row: Dict[str, Any], key: str, value: str, used_by: Dict[str, List[Dict[str, Any]]]
+) -> bool:
     config = row.get("config") or {}
     if key == "name":
         return re.search(value, row["name"]) is not None
@@ -242,18 +251,19 @@ def _matches(eng: Engine, row: Dict[str, Any], key: str, value: str) -> bool:
         raise PodpyError(f"invalid {key} filter value {value!r}", hint="use true or false")
     if key == "anonymous":
         return bool(config.get("anonymous")) == truth
-    return (not users(eng, row["name"])) == truth  # dangling
+    return (row["name"] not in used_by) == truth  # dangling
 
 
 def list_volumes(eng: Engine, filters: Sequence[str] = ()) -> List[Dict[str, Any]]:
     """Inspect objects of the volumes matching every filter (same key: any value matches)."""
     parsed = _parse_filters(filters)
     rows = eng.db.list("volumes", order_by="created")
+    used_by = usage(eng)
+    keys = {k for k, _ in parsed}
     out = []
     for row in rows:
-        keys = {k for k, _ in parsed}
-        if all(any(_matches(eng, row, k, v) for kk, v in parsed if kk == k) for k in keys):
-            out.append(inspect(eng, row["name"]))
+        if all(any(_matches(row, k, v, used_by) for kk, v in parsed if kk == k) for k in keys):
+            out.append(inspect(eng, row["name"], used_by))
     return out
 
 
@@ -297,9 +307,10 @@ def remove(eng: Engine, name: str, force: bool = False) -> str:
 def prune(eng: Engine, filters: Sequence[str] = ()) -> List[str]:
     """Remove every volume no container uses (matching the filters); their names."""
     removed = []
+    used_by = usage(eng)
     for vol in list_volumes(eng, filters):
-        if not users(eng, vol["Name"]):
-            removed.append(remove(eng, vol["Name"]))
+        if vol["Name"] not in used_by:
+            removed.append(remove(eng, vol["Name"]))  # which checks again: never one in use
     return removed
 
 
