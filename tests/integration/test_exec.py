@@ -50,6 +50,8 @@ def test_exec_runs_inside_the_container(as_each, running: str) -> None:
     pids = as_each.ok("exec", running, "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'")
     own_pid, count = (int(x) for x in pids.split())
     assert own_pid > 1 and count >= 2
+    # Nothing of podpy's leaks in (state DB, sockets, namespace fds): stdio and ls's own dir fd.
+    assert as_each.ok("exec", running, "ls", "/proc/self/fd").split() == ["0", "1", "2", "3"]
 
 
 def test_exec_has_the_main_process_security(as_each, running: str) -> None:
