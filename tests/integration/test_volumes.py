@@ -5,6 +5,7 @@ anonymous volumes, and `volume create|ls|inspect|rm|prune|exists` with podman's 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 
@@ -54,6 +55,10 @@ def test_volume_persists_and_is_chowned_to_the_container_user(as_each, image: st
         "sh", "-c", "cat /data/file; stat -c '%u:%g' /data /data/file; touch /data/x || echo ro",
     )  # fmt: skip
     assert out.splitlines() == ["kept", "1000:1000", "1000:1000", "ro"]
+    # Its files belong to a sub-uid when rootless: rm must still delete them all.
+    mountpoint = json.loads(as_each.ok("volume", "inspect", vol))[0]["Mountpoint"]
+    assert as_each.ok("volume", "rm", vol).strip() == vol
+    assert not os.path.lexists(os.path.dirname(mountpoint))
 
 
 def test_volume_commands(as_each, image: str) -> None:
