@@ -486,18 +486,11 @@ def _delete_image(eng: Engine, image: ImageRecord, report: RemoveReport) -> None
 
 
 def _remove_containers(eng: Engine, containers: List[Dict[str, Any]]) -> None:
-    try:
-        from podpy.engine import containers as container_engine  # type: ignore[attr-defined]
-    except ImportError:
-        container_engine = None
-    remover = getattr(container_engine, "remove_for_image", None) if container_engine else None
-    if remover is None:
-        raise PodpyError(
-            "cannot force-remove the containers using this image yet",
-            hint="remove them first with podpy rm -f " + " ".join(c["id"][:12] for c in containers),
-        )
+    """`rmi -f`: remove (killing if needed) the containers that use the image, as podman."""
+    from podpy.engine import containers as container_engine
+
     for container in containers:
-        remover(eng, container["id"])
+        container_engine.remove(eng, container["id"], force=True)
 
 
 def remove(

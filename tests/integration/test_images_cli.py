@@ -209,6 +209,18 @@ def test_rmi_refuses_image_in_use(rootful: Runner, busybox_image: str) -> None:
     assert rootful.ok("rmi", busybox_image).splitlines()[-1] == f"Deleted: {image_id}"
 
 
+def test_rmi_force_removes_running_containers(as_each: Runner, busybox_image: str) -> None:
+    """podman's `rmi -f`: the containers using the image go first (killed if running)."""
+    image_id = pull(as_each, busybox_image)
+    cid = as_each.ok("run", "-d", busybox_image, "sleep", "300").strip()
+    refused = as_each.podpy("rmi", busybox_image)
+    assert refused.returncode == 2 and "in use" in refused.stderr
+    out = as_each.ok("rmi", "-f", busybox_image)
+    assert out.splitlines()[-1] == f"Deleted: {image_id}"
+    assert as_each.podpy("container", "exists", cid).returncode == 1
+    assert as_each.ok("ps", "-aq").strip() == ""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="builds a root-owned store in-process")
 def test_prune_sweeps_what_killed_pulls_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
