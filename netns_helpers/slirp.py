@@ -551,7 +551,9 @@ def start_user_network(
     elif mode == _MODE_SLIRP:
         api_socket = os.path.join(run_dir, "slirp4netns.sock")
         if len(api_socket) > _MAX_SOCKET_PATH:
-            api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}.sock"
+            # The uid keeps users apart: a stale socket of another user's recycled pid cannot
+            # be unlinked in sticky /tmp (EPERM).
+            api_socket = f"/tmp/podpy-slirp4netns-{os.getuid()}-{os.getpid()}.sock"
         process = start_slirp4netns(
             target,
             SlirpConfig.from_options(options, mac_address),
