@@ -551,9 +551,9 @@ def start_user_network(
     elif mode == _MODE_SLIRP:
         api_socket = os.path.join(run_dir, "slirp4netns.sock")
         if len(api_socket) > _MAX_SOCKET_PATH:
-            # The uid keeps users apart: a stale socket of another user's recycled pid cannot
-            # be unlinked in sticky /tmp (EPERM).
-            api_socket = f"/tmp/podpy-slirp4netns-{os.getuid()}-{os.getpid()}.sock"
+            # Random, not just the pid: another user's stale socket of a recycled pid cannot be
+            # unlinked in sticky /tmp (EPERM), and inside the user namespace every uid is 0.
+            api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}-{os.urandom(6).hex()}.sock"
         process = start_slirp4netns(
             target,
             SlirpConfig.from_options(options, mac_address),
