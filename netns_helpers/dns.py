@@ -98,22 +98,32 @@ class Records:
                     "SELECT config_json FROM networks WHERE id = ?", (self.network_id,)
                 ).fetchone()
                 rows = conn.execute(
-                    "SELECT id, name, config_json FROM containers WHERE status = 'running'"
+                    "SELECT id, name, config_json, pod_id FROM containers WHERE status = 'running'"
                 ).fetchall()
+                pods = dict(conn.execute("SELECT id, name FROM pods").fetchall())
             finally:
                 conn.close()
         except sqlite3.Error:
             return  # keep the last good answer set
         names: Dict[str, str] = {}
         allocations = json.loads(network[0]).get("allocations", {}) if network else {}
-        for cid, name, config_text in rows:
+        pod_address: Dict[str, str] = {}
+        for cid, name, config_text, pod_id in rows:
             address = allocations.get(cid)
             if not address:
                 continue
             spec = json.loads(config_text).get("network") or {}
             aliases = (spec.get("options") or {}).get("aliases") or []
-            for key in [name, cid[:12], *aliases]:
-                names[str(key).lower()] = address
+            extra = []
+            if pod_id:  # a pod's infra: the pod is reachable by its name too
+                pod_address[pod_id] = address
+                extra.append(pods.get(pod_id, ""))
+            for key in [name, cid[:12], *aliases, *extra]:
+                if key:
+                    names[str(key).lower()] = address
+        for _cid, name, _config_text, pod_id in rows:  # members share their infra's address
+            if pod_id in pod_address and name.lower() not in names:
+                names[name.lower()] = pod_address[pod_id]
         self.names = names
         self.loaded = time.monotonic()
 

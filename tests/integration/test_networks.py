@@ -174,6 +174,10 @@ def test_rootful_bridge_network_ip_name_alias_and_cleanup(rootful, busybox_image
     assert out.strip().splitlines()[-1] != "0"  # unknown names: NXDOMAIN
     # by IP too, and the server holds the network's first container address
     server_ip = str(list(subnet.hosts())[1])
+    settings = json.loads(rootful.ok("inspect", server))[0]["NetworkSettings"]
+    assert settings["IPAddress"] == server_ip and settings["Gateway"] == gateway
+    assert settings["Networks"][name]["NetworkID"] == info["id"]
+    assert "web" in settings["Networks"][name]["Aliases"]
     assert rootful.ok("run", "--rm", "--network", name, busybox_image, "wget", "-qO-", f"http://{server_ip}/hostname").strip() == server_id[:12]  # fmt: skip
     nat = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
     assert f"ip saddr {subnet} ip daddr != {subnet} masquerade" in nat.stdout

@@ -105,6 +105,8 @@ def test_pod_members_share_localhost_hostname_and_ports(as_each, image: str) -> 
     names = {c["Name"] for c in info["Containers"]}
     assert web in names and f"{pod_id[:12]}-infra" in names
     assert info["InfraContainerID"] in {c["Id"] for c in info["Containers"]}
+    infra = json.loads(as_each.ok("inspect", info["InfraContainerID"]))[0]
+    assert infra["IsInfra"] is True and infra["Pod"] == pod_id
     assert "httpd" in as_each.ok("pod", "top", pod)
 
     # stop acts on every member; start brings them back with the port working again.
@@ -191,3 +193,16 @@ def test_pod_errors_are_podmans(as_each, image: str) -> None:
     assert [p["Name"] for p in listing] == [pod]
     assert len(as_each.ok("ps", "-a", "-q").split()) == 1
     assert as_each.ok("pod", "rm", pod).strip() == listing[0]["Id"]
+
+
+def test_pod_on_a_user_network_is_resolvable_by_pod_and_member_name(as_each, image: str) -> None:
+    network, pod, web = unique_name("net"), unique_name("pod"), unique_name("web")
+    as_each.ok("network", "create", network)
+    as_each.ok("pod", "create", "--name", pod, "--network", network)
+    as_each.ok("run", "-d", "--pod", pod, "--name", web, image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
+    script = f"wget -qO- http://{pod}/hostname; wget -qO- http://{web}/hostname"
+    out = as_each.ok("run", "--rm", "--network", network, image, "sh", "-c", script)
+    assert out.split() == [pod, pod]  # both names lead to the pod's shared network namespace
+    assert json.loads(as_each.ok("pod", "inspect", pod))["InfraConfig"]["Networks"] == [network]
+    as_each.ok("pod", "rm", "-f", pod)
+    as_each.ok("network", "rm", network)
