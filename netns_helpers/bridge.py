@@ -55,11 +55,23 @@ def call_helper(
     return reply
 
 
-def attach_container(request: Mapping[str, Any], pid: int) -> Dict[str, Any]:
-    """Connect the container whose init is `pid` to its bridge networks (monitor side)."""
+def attach_container(request: Mapping[str, Any], pid: int, ports: Sequence[Any] = ()) -> Any:
+    """Connect the container whose init is `pid` to its bridge networks (monitor side).
+    With published ports, returns the running relay (its stop() ends it), else None."""
     body = dict(request)
     body.update({"op": "bridge-attach", "pid": pid})
-    return call_helper(request["helper"], body)
+    call_helper(request["helper"], body)
+    if not ports:
+        return None
+    from netns_helpers.proxy import start_proxy
+
+    relay = {
+        "ports": [dict(p) for p in ports],
+        "address": request["interfaces"][0]["address"],
+        "netns": request.get("netns"),
+        "userns_path": request.get("userns_path"),
+    }
+    return start_proxy(request["helper"], relay)
 
 
 # --- helper side (pyroute2) -------------------------------------------------------------------

@@ -459,11 +459,6 @@ def check_attachable(eng: Engine, names: Sequence[str], has_ports: bool) -> None
     """At create: the named networks exist and podpy can connect this kind of container."""
     for name in names:
         lookup(eng, name)
-    if has_ports:
-        raise PodpyError(
-            "publishing ports of a container on a user-defined network is not supported yet",
-            hint="drop -p, or use the default network, or a pod with published ports",
-        )
 
 
 def nft_table(db_file: str) -> str:

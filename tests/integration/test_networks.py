@@ -209,10 +209,54 @@ def test_user_network_limits_are_clear_errors(as_each, busybox_image: str) -> No
         "run", "--rm", "--network", unique_name("nosuch"), busybox_image, "true"
     )
     assert missing.returncode == 125 and "network not found" in missing.stderr
-    ports = as_each.podpy("run", "--rm", "--network", name, "-p", "8080:80", busybox_image, "true")
-    assert ports.returncode == 125
-    assert "publishing ports of a container on a user-defined network" in ports.stderr
+    udp = as_each.podpy("run", "--rm", "--network", name, "-p", "18053:53/udp", busybox_image, "true")  # fmt: skip
+    assert udp.returncode == 125 and "publishing UDP ports" in udp.stderr
     assert as_each.ok("ps", "-a", "-q").split() == []  # nothing half-made
+    as_each.ok("network", "rm", name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proxies() -> List[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"port-proxy" in f.read() and _alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
+    import urllib.request
+
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    name, web = unique_name(), unique_name("web")
+    as_each.ok("network", "create", name)
+    port = _free_port()
+    before = set(_proxies())
+    as_each.ok("run", "-d", "--name", web, "--network", name, "-p", f"{port}:80", busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
+    web_id = as_each.ok("inspect", "--format", "{{.Id}}", web).strip()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as resp:
+        assert resp.read().decode().strip() == web_id[:12]
+    assert as_each.ok("port", web).strip() == f"80/tcp -> 0.0.0.0:{port}"
+    other = unique_name("clash")
+    clash = as_each.podpy("run", "-d", "--name", other, "--network", name, "-p", f"{port}:80", busybox_image, "true")  # fmt: skip
+    assert clash.returncode == 125 and f"{port}" in clash.stderr and "in use" in clash.stderr
+    as_each.ok("rm", "-f", other)  # run -d leaves the created container, as podman does
+    assert set(_proxies()) - before
+    as_each.ok("rm", "-f", web)
+    deadline = time.monotonic() + 10
+    while set(_proxies()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(_proxies()) - before
     as_each.ok("network", "rm", name)
 
 
