@@ -304,7 +304,10 @@ class Monitor:
             from podpy.errors import PodpyError
 
             try:
-                attach_container(net["bridge"], self.container_pid)
+                # published ports: a relay process, stopped with the container (finish())
+                self.network = attach_container(
+                    net["bridge"], self.container_pid, net.get("ports") or []
+                )
             except PodpyError as err:
                 self.driver.delete()
                 raise MonitorError(err.message, err.exit_code) from err
