@@ -10,6 +10,7 @@ Operations:
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
   bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
   bridge-detach {"pid", "address"} -> {"deleted": N}
+  port-proxy    {"ports", "address", "netns"?, "userns_path"?} -> relays until killed (proxy.py)
   dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
   rootless-netns {"run_dir", "pid_file"} -> runs until SIGTERM (rootless_netns.py)
 """
@@ -100,8 +101,15 @@ def _bridge_detach(request: Mapping[str, Any]) -> Dict[str, Any]:
     return bridge_detach(request)
 
 
+def _port_proxy(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.proxy import serve
+
+    return serve(request)
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
     "bridge-attach": _bridge_attach,
+    "port-proxy": _port_proxy,
     "bridge-detach": _bridge_detach,
     "rootless-netns": _rootless_netns,
     "dns-serve": _dns_serve,
