@@ -84,9 +84,12 @@ class Side:
             timeout=300,
         )
         if check and result.returncode != 0:
+            lines = result.stderr.strip().splitlines()
+            # podman prints slirp4netns' banner before the real error: show the Error line
+            errors = [line for line in lines if line.startswith("Error")]
+            detail = (errors or lines or [""])[-1]
             raise RuntimeError(
-                f"{self.label}: {' '.join(args[:2])} exited {result.returncode}: "
-                f"{result.stderr.strip()[-300:]}"
+                f"{self.label}: {' '.join(args[:2])} exited {result.returncode}: {detail[:300]}"
             )
         return result.stdout
 
@@ -196,7 +199,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     total = args.size_mib * 1024 * 1024
     try:
         identity.home = scratch.subdir("home")
-        runtime_dir = scratch.subdir("xdg-run", mode=0o700)
+        # Short on purpose: podman puts slirp4netns' API socket at
+        # $XDG_RUNTIME_DIR/libpod/tmp/<64 hex>.net, and a socket path has < 108 bytes.
+        runtime_dir = tempfile.mkdtemp(prefix="pbn", dir="/tmp")
+        if identity.user is not None:
+            os.chown(runtime_dir, identity.uid, identity.gid)
         env = identity.env(runtime_dir)
         local_pyz = os.path.join(scratch.subdir("bin"), "podpy.pyz")
         shutil.copy2(pyz, local_pyz)
@@ -232,11 +239,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         for side in sides[:2]:
             side.run("pull", "-q", "--tls-verify=false", image)
         for side in sides:
-            try:
-                side.start(image)
-            except RuntimeError as err:
-                side.error = str(err)
-                print(f"warning: {err}", file=sys.stderr)
+            for attempt in range(2):  # a start can fail transiently under heavy load
+                try:
+                    side.start(image)
+                    side.error = None
+                    break
+                except RuntimeError as err:
+                    side.error = str(err)
+                    print(f"warning (attempt {attempt + 1}): {err}", file=sys.stderr)
         live = [side for side in sides if not side.error]
 
         for side in live:  # warm-up: first connections pay for slirp's lazy setup
@@ -262,6 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if registry is not None:
             registry.stop()
         scratch.cleanup()
+        if runtime_dir:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
 
     who = f"as {identity.user} (rootless)" if identity.user else "as root"
     print(f"published TCP port, host -> container on 127.0.0.1, {who}")
