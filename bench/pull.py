@@ -10,7 +10,7 @@ podman's blob staging (/var/tmp by default) does not hit the disk either. The tw
 alternate (who goes first alternates), medians and podpy/podman ratios are printed.
 
 Then one extra pull per image measures memory: the peak RSS of the largest single process
-(wait4's ru_maxrss, exact) and the peak of the summed RSS of the whole process tree (polled
+(GNU time's %M) and the peaks of the summed RSS and PSS of the whole process tree (polled
 from /proc every 20 ms); the target is under 100 MiB whatever the image size.
 
     python3 build_zipapp.py && python3 bench/pull.py [--runs 5] [--user NAME] [--no-podman]
