@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import time
-from typing import List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from netns_helpers.ports import PortLike, check_port_free, port_fields
 from netns_helpers.slirp import STOP_GRACE, log_reason, open_log, read_log, spawn_tied, which
@@ -90,6 +90,10 @@ class PastaProcess:
         self._log_fd = log_fd
         self._reaped = False
         self.ports: List[PortLike] = []  # what start_user_network() published
+
+    def handoff(self) -> Dict[str, Any]:
+        """See SlirpProcess.handoff: pasta is stopped by SIGTERM, not by an fd."""
+        return {"pid": self.pid, "fds": [self._log_fd], "unlink": [self.pid_file], "term": True}
 
     def alive(self) -> bool:
         if self._reaped:

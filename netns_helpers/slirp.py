@@ -220,6 +220,15 @@ class SlirpProcess:
             ids.append(self.add_port_forward(protocol, host_ip, host_port, container_port))
         return ids
 
+    def handoff(self) -> Dict[str, Any]:
+        """What the monitor needs to stop us after it re-executes itself (see
+        podpy/monitor/main.py HandedOverProcess): this object does not survive the exec."""
+        return {
+            "pid": self.pid,
+            "fds": [self.exit_fd, self._log_fd],
+            "unlink": [self.api_socket] if self.api_socket else [],
+        }
+
     def alive(self) -> bool:
         if self._reaped:
             return False

@@ -111,6 +111,52 @@ def _exit_code_from_status(status: int) -> int:
     return 125
 
 
+class HandedOverProcess:
+    """A network helper (slirp4netns, pasta) started before the monitor slimmed down:
+    its pid, the fds that keep it alive, and files to remove once it is gone."""
+
+    def __init__(self, info: Dict[str, Any]):
+        self.pid: int = info["pid"]
+        self.fds: List[int] = [fd for fd in info.get("fds", []) if fd >= 0]
+        self.unlink: List[str] = list(info.get("unlink", []))
+        self.signals = (
+            (signal.SIGTERM, signal.SIGKILL)
+            if info.get("term")
+            else (0, signal.SIGTERM, signal.SIGKILL)
+        )
+
+    def _gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return True  # already reaped by the monitor's loop
+            if pid == self.pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        for fd in self.fds:
+            os.close(fd)  # slirp4netns exits when its exit fd closes
+        self.fds = []
+        for sig in self.signals:
+            if sig:
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
+            if self._gone(1.0):
+                break
+        for path in self.unlink:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 class Monitor:
     """One container's supervisor. `spec` is the JSON the engine wrote for it."""
 
@@ -403,12 +449,93 @@ class Monitor:
             sys.stderr.write(f"Error: {err}\n")
             self.finish(err.exit_code)
             return err.exit_code
+        self._exec_lean()  # returns only when something cannot be handed over
+        return self.supervise()
+
+    def supervise(self) -> int:
+        """The long part of the monitor's life: relay, log, reap, then finish."""
         self._raw_terminal()
         try:
             self._loop()
         finally:
             self._restore_terminal()
         return self.finish()
+
+    # --- slimming down ----------------------------------------------------------------
+    # Setting a container up imports the spec generator, the runtime, seccomp tables,
+    # sqlite3 ...: ~18 MiB that the monitor would carry for the container's whole life.
+    # Once the container runs, the monitor re-executes itself (same pid, so shells and
+    # systemd see no change; same children, fds and namespaces) into a fresh interpreter
+    # that only imports the supervision loop, and hands its state over in a file.
+
+    def _handoff_state(self) -> Optional[Dict[str, Any]]:
+        network = None
+        if self.network is not None:
+            handoff = getattr(self.network, "handoff", None)
+            if handoff is None:
+                return None  # a helper this monitor cannot hand over: stay as we are
+            network = handoff()
+        return {
+            "container_pid": self.container_pid,
+            "outputs": {str(fd): stream for fd, stream in self.outputs.items()},
+            "stdin_write": self.stdin_write,
+            "pty_master": self.pty_master,
+            "attach_listener": (
+                self.attach_listener.detach() if self.attach_listener is not None else -1
+            ),
+            "network": network,
+        }
+
+    def _exec_lean(self) -> None:
+        if os.environ.get("PODPY_MONITOR_NO_REEXEC") == "1":
+            return
+        state = self._handoff_state()
+        if state is None:
+            return
+        from podpy.selfexec import podpy_argv
+
+        fds = [int(fd) for fd in state["outputs"]] + [
+            fd
+            for fd in (state["stdin_write"], state["pty_master"], state["attach_listener"])
+            if fd >= 0
+        ]
+        if state["network"]:
+            fds += [fd for fd in state["network"].get("fds", []) if fd >= 0]
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        path = os.path.join(self.spec["run_dir"], "monitor-resume.json")
+        _write_json_atomic(path, {"spec": self.spec, "state": state})
+        # Signals wait (pending, not lost) until the new image has installed its handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, PROXIED_SIGNALS + (signal.SIGCHLD,))
+        signal.set_wakeup_fd(-1)
+        argv = podpy_argv(lean=True) + ["__monitor", "--resume", path]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
+
+    @classmethod
+    def resume(cls, path: str) -> Monitor:
+        with open(path) as f:
+            saved = json.load(f)
+        os.unlink(path)
+        monitor = cls(saved["spec"])
+        state = saved["state"]
+        monitor.container_pid = state["container_pid"]
+        monitor.outputs = {int(fd): stream for fd, stream in state["outputs"].items()}
+        monitor.stdin_write = state["stdin_write"]
+        monitor.pty_master = state["pty_master"]
+        if state["attach_listener"] >= 0:
+            monitor.attach_listener = socket.socket(fileno=state["attach_listener"])
+            monitor.attach_listener.setblocking(False)
+        if state.get("network"):
+            monitor.network = HandedOverProcess(state["network"])
+        for fd in [*monitor.outputs, monitor.stdin_write, monitor.pty_master]:
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+        monitor._open_log()
+        monitor._install_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PROXIED_SIGNALS + (signal.SIGCHLD,))
+        return monitor
 
     def _loop(self) -> None:
         poller = select.poll()
@@ -475,6 +602,10 @@ class Monitor:
             code = _exit_code_from_status(self.exit_status or 0)
         finished = time.time()
         oom = False
+        if self.driver is None and self.container_pid > 0:
+            from podpy.monitor.drivers import make_driver
+
+            self.driver = make_driver(self.spec)  # resumed: the runtime still has its state
         if self.driver is not None:
             oom = self.driver.oom_killed()
             self.driver.delete()
@@ -533,6 +664,9 @@ def main(argv: List[str]) -> int:
     if not argv:
         sys.stderr.write("usage: podpy __monitor SPEC.json [SYNC_FD]\n")
         return 125
+    if argv[0] == "--resume":
+        # The subreaper flag, children, namespaces and fds survived the execve.
+        return Monitor.resume(argv[1]).supervise()
     with open(argv[0]) as f:
         spec = json.load(f)
     sync_fd = int(argv[1]) if len(argv) > 1 else -1
