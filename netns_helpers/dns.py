@@ -4,7 +4,7 @@ host's resolvers.
 
 It runs as `podpy.pyz __netns '{"op": "dns-serve", ...}'`, detached, on the network's gateway
 address, port 53 (IP_FREEBIND: it may start before the bridge has that address). Names come
-from the state DB, read-only, at most once a second, so a container is resolvable as soon as it
+from the state DB, read-only, at most every 50 ms, so a container is resolvable as soon as it
 runs and not after it stopped. Stdlib only; no asyncio: one thread per forwarded query.
 """
 
@@ -23,7 +23,9 @@ from typing import Dict, List, Mapping, Optional, Tuple
 IP_FREEBIND = 15  # linux/in.h; not exported by every Python's socket module
 SEARCH_DOMAIN = "dns.podman"
 _TYPE_A, _CLASS_IN = 1, 1
-_REFRESH_SECONDS = 1.0
+# Re-read the DB at most this often: a stopped or disconnected container must vanish at
+# once (a stale answer makes clients wait on a dead address), and a read costs ~1 ms.
+_REFRESH_SECONDS = 0.05
 
 
 def parse_question(packet: bytes) -> Optional[Tuple[str, int, int, int]]:

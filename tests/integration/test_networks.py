@@ -350,6 +350,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _eventually(fetch, attempts: int = 10) -> str:
+    """The first non-empty answer: a hot-plugged link may need a moment under load."""
+    for _ in range(attempts):
+        out = fetch()
+        if out:
+            return out
+        time.sleep(0.5)
+    return ""
+
+
 def test_connect_and_disconnect_a_running_container(as_each, busybox_image: str) -> None:
     as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
     front, back = unique_name("f"), unique_name("b")
@@ -366,7 +376,7 @@ def test_connect_and_disconnect_a_running_container(as_each, busybox_image: str)
 
     assert fetch() == ""  # different networks: no name, no route
     as_each.ok("network", "connect", "--alias", "www", front, server)
-    assert fetch() == server_id[:12]
+    assert _eventually(fetch) == server_id[:12]
     out = as_each.ok("exec", server, "ip", "-4", "-o", "addr")
     assert " eth0 " in out and " eth1 " in out
     again = as_each.podpy("network", "connect", front, server)
@@ -382,6 +392,6 @@ def test_connect_and_disconnect_a_running_container(as_each, busybox_image: str)
     as_each.ok("stop", "-t", "0", server)
     as_each.ok("network", "connect", front, server)
     as_each.ok("start", server)
-    assert fetch() == server_id[:12]
+    assert _eventually(fetch) == server_id[:12]
     as_each.ok("rm", "-f", server, client)
     assert sorted(as_each.ok("network", "prune", "-f").split()) == sorted([front, back])
