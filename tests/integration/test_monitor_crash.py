@@ -154,3 +154,54 @@ def test_container_outlives_its_launcher(as_each, image: str) -> None:
     assert ticks == [f"tick-{i}" for i in range(len(ticks))]
     runner.ok("rm", "-f", name)
     assert wait_gone(monitor)
+
+
+def test_monitor_slims_down_and_keeps_supervising(as_each, image: str) -> None:
+    """After start the monitor re-executes itself (same pid) into the supervision-only
+    image; it still relays output, serves `stop`, records the exit and frees the network."""
+    name = unique_name("slim")
+    as_each.ok(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::8080",
+        image,
+        "sh",
+        "-c",
+        "echo started; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done",
+    )
+    monitor = inspect_one(as_each, name)["State"]["ConmonPid"]
+    deadline = time.monotonic() + 10
+    while "--resume" not in open(f"/proc/{monitor}/cmdline").read():
+        assert time.monotonic() < deadline, "the monitor never re-executed itself"
+        time.sleep(0.05)
+    slirp = [
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and _parent(int(p)) == monitor and "slirp4netns" in _cmdline(int(p))
+    ]
+    assert slirp, "slirp4netns should be the (re-executed) monitor's child"
+    as_each.ok("stop", "-t", "5", name)
+    state = inspect_one(as_each, name)["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 5
+    assert wait_gone(monitor) and all(wait_gone(p) for p in slirp)
+    assert as_each.ok("logs", name).split() == ["started", "bye"]
+    as_each.ok("rm", name)
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
