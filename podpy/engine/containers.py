@@ -482,29 +482,33 @@ def _write_cidfile(path: str, cid: str) -> None:
 
 
 def _resolve_image(eng: Engine, opts: CreateOptions, image_engine: Any, progress: Any) -> Any:
-    from podpy.image.manifest import parse_platform
-    from podpy.image.pull import PullOptions
-
-    pull_opts = PullOptions(tls_verify=opts.tls_verify)
-    if opts.platform:
-        pull_opts.platform = parse_platform(opts.platform, None, None, None)
     store = image_engine.store(eng)
     policy = opts.pull or getattr(eng.config.containers, "pull_policy", "missing")
-    if policy == "never":
-        found = store.find(opts.image)
-        if found is None:
-            raise NoSuchObject(
-                f"{opts.image}: image not known", hint="pull it first, or use --pull missing"
-            )
-        return found
-    if policy in ("always", "newer"):
-        result = image_engine.pull(eng, opts.image, pull_opts, progress)
-        return store.lookup(result.image_id)
-    if policy != "missing":
+    if policy not in ("always", "missing", "never", "newer"):
         raise PodpyError(
             f"invalid pull policy {policy!r}", hint="use always, missing, never or newer"
         )
-    return image_engine.pull_if_missing(eng, opts.image, pull_opts, progress)
+    if policy in ("missing", "never"):
+        # The common case: a local image. Look it up before importing the registry client.
+        found = store.find(opts.image)
+        if found is not None:
+            return found
+        if policy == "never":
+            raise NoSuchObject(
+                f"{opts.image}: image not known", hint="pull it first, or use --pull missing"
+            )
+    from podpy.image.auth import credential_lookup
+    from podpy.image.manifest import parse_platform
+    from podpy.image.pull import PullOptions
+
+    # As `podpy pull`: credentials from auth.json / the docker config, as podman run does.
+    pull_opts = PullOptions(
+        tls_verify=opts.tls_verify, credentials=credential_lookup(None, None, eng.options.env)
+    )
+    if opts.platform:
+        pull_opts.platform = parse_platform(opts.platform, None, None, None)
+    result = image_engine.pull(eng, opts.image, pull_opts, progress)
+    return store.lookup(result.image_id)
 
 
 # --- start ----------------------------------------------------------------------------------
