@@ -489,6 +489,14 @@ class Monitor:
     def _exec_lean(self) -> None:
         if os.environ.get("PODPY_MONITOR_NO_REEXEC") == "1":
             return
+        try:
+            pid, status = os.waitpid(self.container_pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = 0, 0
+        if pid == self.container_pid:
+            # Already done (`run --rm IMG true`): re-executing would only cost time.
+            self.exit_status = status
+            return
         state = self._handoff_state()
         if state is None:
             return

@@ -15,6 +15,9 @@ def _update(
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
+        # As StateDB: WAL with NORMAL sync survives a killed process; FULL cost an fsync
+        # per commit on the container's start path.
+        conn.execute("PRAGMA synchronous = NORMAL")
         for attempt in range(50):
             try:
                 conn.execute("BEGIN IMMEDIATE")
