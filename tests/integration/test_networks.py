@@ -244,8 +244,15 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     before = set(_proxies())
     as_each.ok("run", "-d", "--name", web, "--network", name, "-p", f"{port}:80", busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
     web_id = as_each.ok("inspect", "--format", "{{.Id}}", web).strip()
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as resp:
-        assert resp.read().decode().strip() == web_id[:12]
+    body, deadline = "", time.monotonic() + 10
+    while not body:  # httpd may not listen yet right after `run -d` returns
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as resp:
+                body = resp.read().decode().strip()
+        except OSError:
+            assert time.monotonic() < deadline, "the published port never answered"
+            time.sleep(0.1)
+    assert body == web_id[:12]
     assert as_each.ok("port", web).strip() == f"80/tcp -> 0.0.0.0:{port}"
     other = unique_name("clash")
     clash = as_each.podpy("run", "-d", "--name", other, "--network", name, "-p", f"{port}:80", busybox_image, "true")  # fmt: skip
