@@ -144,6 +144,10 @@ def apply_nat(
         )
 
 
+def _mac_for(address: str) -> str:
+    return "02:42:" + ":".join(f"{int(part):02x}" for part in address.split("."))
+
+
 def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """In a forked child: join the container's netns, rename, address, bring up, route."""
     from podpy import linux
@@ -158,7 +162,11 @@ def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, A
             with _ipr() as ipr:
                 for link in links:
                     index = ipr.link_lookup(ifname=link["temp"])[0]
-                    ipr.link("set", index=index, ifname=link["ifname"])
+                    # Docker's MAC from the IP: a neighbour's ARP cache stays right when an
+                    # address comes back (restart, reconnect) on a new veth.
+                    ipr.link(
+                        "set", index=index, ifname=link["ifname"], address=_mac_for(link["address"])
+                    )
                     ipr.addr(
                         "add", index=index, address=link["address"], prefixlen=link["prefixlen"]
                     )
