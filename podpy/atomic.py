@@ -125,15 +125,19 @@ def atomic_dir(final_path: str, replace: bool = False, mode: int = 0o755) -> Ite
 
 
 def _writer_alive(pid: int) -> bool:
+    """Whether the process that named a temporary still runs. A zombie does not: a killed
+    writer can stay one for seconds where PID 1 reaps slowly, and kill(pid, 0) succeeds on it."""
     if pid == os.getpid():
         return True
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+    except OSError:
+        return True  # cannot tell: keep the temporary
+    state = data[data.rindex(b")") + 2 : data.rindex(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 def repair_temporaries(graph_root: str, max_depth: int = 4) -> List[str]:

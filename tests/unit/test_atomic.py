@@ -199,3 +199,28 @@ def test_remove_tree_handles_modeless_dirs_files_and_missing(tmp_path: Path) -> 
     remove_tree(str(single))
     assert not single.exists()
     remove_tree(str(tmp_path / "missing"))
+
+
+def test_temporary_of_a_zombie_writer_is_repaired(tmp_path):
+    """A killed writer may linger as a zombie where PID 1 reaps slowly: its temporary is
+    still garbage (kill(pid, 0) would call it alive)."""
+    import os
+    import time
+
+    from podpy.atomic import repair_temporaries
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1][0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        leftover = tmp_path / f".podpy-tmp-{pid}-deadbeef-layer"
+        leftover.mkdir()
+        (leftover / "file").write_text("half")
+        assert repair_temporaries(str(tmp_path), max_depth=1) == [str(leftover)]
+        assert not leftover.exists()
+    finally:
+        os.waitpid(pid, 0)
