@@ -14,7 +14,46 @@ import sys
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from podpy.gotemplate import render, to_jsonable
+
+def render(template: str, data: Any) -> str:
+    """podpy.gotemplate.render, imported on first use (the default tables rarely need it)."""
+    from podpy.gotemplate import render as go_render
+
+    return go_render(template, data)
+
+
+def to_jsonable(value: Any) -> Any:
+    from podpy.gotemplate import to_jsonable as convert
+
+    return convert(value)
+
+
+_PLAIN_FIELD = re.compile(r"^\{\{\s*\.([A-Za-z_]\w*)\s*\}\}$")
+
+
+def _plain_rows(body: str, rows: Sequence[Any]) -> Optional[str]:
+    """Render `{{.A}}\t{{.B}}` over dict rows of plain strings/ints without the template
+    engine (what every default table is); None when the body or a value needs real Go
+    semantics, so the result is always what render() would give."""
+    fields = []
+    for cell in body.split("\t"):
+        match = _PLAIN_FIELD.match(cell)
+        if not match:
+            return None
+        fields.append(match.group(1))
+    lines = []
+    for row in rows:
+        if not isinstance(row, dict):
+            return None
+        cells = []
+        for name in fields:
+            value = row.get(name)
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                return None
+            cells.append(str(value))
+        lines.append("\t".join(cells) + "\n")
+    return "".join(lines)
+
 
 __all__ = [
     "camel_case_header",
@@ -122,7 +161,9 @@ def emit_list(
         rendered = render(body, list(rows))
         text = _with_newline(rendered) if rendered else ""
     else:
-        text = "".join(_with_newline(render(body, row)) for row in rows)
+        text = _plain_rows(body, rows)
+        if text is None:
+            text = "".join(_with_newline(render(body, row)) for row in rows)
     if not is_table:
         sys.stdout.write(text)
         return

@@ -7,8 +7,7 @@ from containers/storage: sharing podman's graph root would corrupt both.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 
 def is_rootless(uid: Optional[int] = None) -> bool:
@@ -40,8 +39,9 @@ def data_home(env: Mapping[str, str]) -> str:
     return env.get("XDG_DATA_HOME") or os.path.join(home_dir(env), ".local", "share")
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
+    """Immutable (a NamedTuple rather than a dataclass, for start-up time)."""
+
     graph_root: str
     run_root: str
     rootless: bool

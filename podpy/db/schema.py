@@ -8,12 +8,12 @@ Conventions: `*_json` columns hold JSON text; times are Unix seconds (REAL); obj
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
+    """(NamedTuple, not a dataclass: importing dataclasses costs every command's start-up.)"""
+
     version: int
     description: str
     statements: Tuple[str, ...]
@@ -117,8 +117,7 @@ MIGRATIONS: Tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-@dataclass(frozen=True)
-class TableInfo:
+class TableInfo(NamedTuple):
     """What the generic StateDB helpers need to know about a table."""
 
     key: str  # primary key column

@@ -14,7 +14,6 @@ import re
 import signal
 import sys
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from podpy.errors import AlreadyExists, InvalidState, NoSuchObject, PodpyError
@@ -38,6 +37,12 @@ _NAMES = (
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+
+def _asdict(obj: Any) -> Dict[str, Any]:
+    from dataclasses import asdict  # not at import time: `ps` imports this module
+
+    return asdict(obj)
 
 
 def proc_start_time(pid: int) -> Optional[int]:
@@ -368,7 +373,7 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
         "image_name": names[0] if names else image.id,
         "image_id": image.id,
         "command": list(entry or []) + (command if opts.entrypoint is None or opts.command else []),
-        "create_options": asdict(opts),
+        "create_options": _asdict(opts),
         "run_options": fields,
         "image_config": image.config,
         "rootfs": {
@@ -543,7 +548,7 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
 
         # Fail before anything starts when a host port is taken; pick the random ones.
         resolved = resolve_host_ports(network["ports"], rootless=eng.paths.rootless)
-        network["ports"] = [asdict(p) for p in resolved]
+        network["ports"] = [_asdict(p) for p in resolved]
         eng.db.update_state("containers", row["id"], {"ports": network["ports"]})
     spec = {
         "id": row["id"],

@@ -263,3 +263,19 @@ def test_format_ago() -> None:
     assert format_ago(1000.0, now=1120.0) == "2 minutes ago"
     assert format_ago(1000.0, now=1000.0 + 3600) == "About an hour ago"
     assert format_ago(time.time() - 150) == "2 minutes ago"  # defaults to now
+
+
+def test_plain_table_rows_match_the_template_engine():
+    """The template-free path for `{{.A}}\\t{{.B}}` bodies gives exactly render()'s output,
+    and declines anything needing Go semantics (bools, lists, functions, missing keys)."""
+    from podpy import output
+    from podpy.gotemplate import render
+
+    body = "{{.ID}}\t{{ .Names }}\t{{.Size}}"
+    rows = [{"ID": "abc", "Names": "web", "Size": 12}, {"ID": "", "Names": "x y", "Size": 0}]
+    expected = "".join(render(body, row) + "\n" for row in rows)
+    assert output._plain_rows(body, rows) == expected
+    assert output._plain_rows(body, [{"ID": "a", "Names": True, "Size": 1}]) is None
+    assert output._plain_rows(body, [{"ID": "a", "Names": ["x"], "Size": 1}]) is None
+    assert output._plain_rows("{{upper .ID}}", [{"ID": "a"}]) is None
+    assert output._plain_rows(body, [{"ID": "a"}]) is None
