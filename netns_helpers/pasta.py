@@ -16,7 +16,15 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from netns_helpers.ports import PortLike, check_port_free, port_fields
-from netns_helpers.slirp import STOP_GRACE, log_reason, open_log, read_log, spawn_tied, which
+from netns_helpers.slirp import (
+    STOP_GRACE,
+    ChildProcess,
+    log_reason,
+    open_log,
+    read_log,
+    spawn_tied,
+    which,
+)
 from podpy.errors import MissingTool, PodpyError
 
 READY_TIMEOUT = 10.0
@@ -80,7 +88,7 @@ def pasta_argv(
     return args
 
 
-class PastaProcess:
+class PastaProcess(ChildProcess):
     """A running pasta, our child; stop() ends it."""
 
     def __init__(self, pid: int, pid_file: str, log_fd: int, ready_seconds: float = 0.0):
@@ -94,27 +102,6 @@ class PastaProcess:
     def handoff(self) -> Dict[str, Any]:
         """See SlirpProcess.handoff: pasta is stopped by SIGTERM, not by an fd."""
         return {"pid": self.pid, "fds": [self._log_fd], "unlink": [self.pid_file], "term": True}
-
-    def alive(self) -> bool:
-        if self._reaped:
-            return False
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            self._reaped = True
-            return False
-        if pid == self.pid:
-            self._reaped = True
-            return False
-        return True
-
-    def _wait_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -177,7 +177,37 @@ class SlirpConfig:
         return args
 
 
-class SlirpProcess:
+class ChildProcess:
+    """A helper process we started (slirp4netns, pasta): liveness and waiting, tolerant of
+    the monitor's reaper having collected it first."""
+
+    pid: int
+    _reaped: bool
+
+    def alive(self) -> bool:
+        if self._reaped:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            # Someone else (the monitor's reaper) collected it.
+            self._reaped = True
+            return False
+        if pid == self.pid:
+            self._reaped = True
+            return False
+        return True
+
+    def _wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+class SlirpProcess(ChildProcess):
     """A running slirp4netns; dies when stop() is called or when this process exits."""
 
     def __init__(
@@ -228,28 +258,6 @@ class SlirpProcess:
             "fds": [self.exit_fd, self._log_fd],
             "unlink": [self.api_socket] if self.api_socket else [],
         }
-
-    def alive(self) -> bool:
-        if self._reaped:
-            return False
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            # Someone else (the monitor's reaper) collected it.
-            self._reaped = True
-            return False
-        if pid == self.pid:
-            self._reaped = True
-            return False
-        return True
-
-    def _wait_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     def stop(self) -> None:
         """Close the exit fd (slirp4netns exits), escalate to SIGTERM/SIGKILL, reap, clean up."""
