@@ -184,11 +184,22 @@ def run(
         pod=pod,
         quiet=quiet,
     )
-    if detach:
-        containers.start(eng, row["id"])
-        typer.echo(row["id"])
-        return
-    containers.exec_monitor(eng, row)
+    from podpy.errors import NoSuchObject, PodpyError
+
+    try:
+        if detach:
+            containers.start(eng, row["id"])
+            typer.echo(row["id"])
+            return
+        containers.exec_monitor(eng, row)
+    except PodpyError:
+        # Refused before the monitor ran (a taken port, say): --rm leaves nothing behind.
+        if remove:
+            try:
+                containers.remove(eng, row["id"], force=True)
+            except NoSuchObject:
+                pass  # the monitor already removed it
+        raise
 
 
 def create(

@@ -499,3 +499,30 @@ def test_logs_follow_ends_with_container(as_each, image: str) -> None:
     assert followed.stdout == "n1\nn2\nn3\n"
     assert time.monotonic() - began < 20
     runner.ok("rm", name)
+
+
+def test_taken_host_port_is_one_clean_error(as_each, image: str) -> None:
+    """A published port already in use: one line naming it, exit 125; with --rm nothing is
+    left, without it the container stays Created (as podman)."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        for args in (["--rm"], ["-d", "--rm"]):
+            failed = as_each.podpy("run", *args, "-p", f"{port}:80", image, "true")
+            assert failed.returncode == 125
+            errors = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+            prefix = "rootlessport " if as_each.user else ""  # podman's wording per identity
+            assert errors == [
+                f"Error: {prefix}listen tcp 0.0.0.0:{port}: bind: address already in use"
+            ]
+        assert as_each.ok("ps", "-aq").strip() == ""
+        kept = as_each.podpy("run", "-d", "-p", f"{port}:80", image, "true")
+        assert kept.returncode == 125
+        assert as_each.ok("ps", "-a", "--format", "{{.Status}}").split() == ["Created"]
+        as_each.ok("rm", "-a")
+    finally:
+        holder.close()
