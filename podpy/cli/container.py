@@ -63,10 +63,6 @@ def _common_create(
     return eng, containers.create(eng, opts, progress=_progress(opts.quiet))
 
 
-def create_options_decorator(fn: Any) -> Any:
-    return fn
-
-
 def run(
     ctx: typer.Context,
     image: str = typer.Argument(..., help="Image to run"),
@@ -202,88 +198,31 @@ def run(
         raise
 
 
-def create(
-    ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image"),
-    command: Optional[List[str]] = typer.Argument(None, help="Command and arguments"),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep STDIN open"),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-TTY"),
-    remove: bool = typer.Option(False, "--rm", help="Remove the container when it exits"),
-    name: Optional[str] = typer.Option(None, "--name", help="Container name"),
-    env: List[str] = typer.Option([], "-e", "--env", help="Set environment variables"),
-    env_files: List[str] = typer.Option([], "--env-file", help="Read environment from a file"),
-    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Override ENTRYPOINT"),
-    workdir: Optional[str] = typer.Option(None, "-w", "--workdir", help="Working directory"),
-    user: Optional[str] = typer.Option(None, "-u", "--user", help="USER[:GROUP]"),
-    hostname: Optional[str] = typer.Option(None, "-h", "--hostname", help="Container host name"),
-    label: List[str] = typer.Option([], "-l", "--label", help="Set metadata KEY=VALUE"),
-    volumes: List[str] = typer.Option([], "-v", "--volume", help="Bind mount SRC:DST[:OPTS]"),
-    tmpfs: List[str] = typer.Option([], "--tmpfs", help="Mount a tmpfs DST[:OPTS]"),
-    init: bool = typer.Option(False, "--init", help="Run an init that reaps zombies as PID 1"),
-    read_only: bool = typer.Option(False, "--read-only", help="Read-only root filesystem"),
-    cap_add: List[str] = typer.Option([], "--cap-add", help="Add capabilities"),
-    cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop capabilities"),
-    security_opt: List[str] = typer.Option([], "--security-opt", help="Security options"),
-    stop_signal: Optional[str] = typer.Option(None, "--stop-signal", help="Signal to stop"),
-    stop_timeout: Optional[int] = typer.Option(None, "--stop-timeout", help="Seconds to wait"),
-    log_driver: Optional[str] = typer.Option(
-        None, "--log-driver", help="k8s-file|none|passthrough"
-    ),
-    log_opts: List[str] = typer.Option([], "--log-opt", help="Logging options (max-size=...)"),
-    cidfile: Optional[str] = typer.Option(None, "--cidfile", help="Write the container ID here"),
-    replace: bool = typer.Option(False, "--replace", help="Replace a container of the same name"),
-    pull: str = typer.Option("missing", "--pull", help="always|missing|never|newer"),
-    tls_verify: Optional[str] = typer.Option(
-        None, "--tls-verify", help="Verify registry TLS (--tls-verify=false for plain HTTP)"
-    ),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help="OCI runtime: podpy|runc|PATH"),
-    network: Optional[str] = typer.Option(None, "--network", "--net", help="Network mode"),
-    publish: List[str] = typer.Option([], "-p", "--publish", help="Publish a port"),
-    memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Memory limit"),
-    pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="Process limit"),
-    pod: Optional[str] = typer.Option(None, "--pod", help="Create in a pod (new:NAME makes one)"),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Suppress pull output"),
-) -> None:
+# `create` takes run's options, as podman's does, minus the ones about running attached.
+_RUN_ONLY = ("detach", "sig_proxy", "detach_keys")
+
+
+def create(ctx: typer.Context, **options: Any) -> None:
     """Create a container without starting it; prints its ID."""
-    _, row = _common_create(
-        ctx,
-        image,
-        command,
-        name=name,
-        env=env,
-        env_files=env_files,
-        entrypoint=entrypoint,
-        workdir=workdir,
-        user=user,
-        hostname=hostname,
-        label=label,
-        volumes=volumes,
-        tmpfs=tmpfs,
-        tty=tty,
-        interactive=interactive,
-        remove=remove,
-        init=init,
-        read_only=read_only,
-        cap_add=cap_add,
-        cap_drop=cap_drop,
-        security_opt=security_opt,
-        stop_signal=stop_signal,
-        stop_timeout=stop_timeout,
-        log_driver=log_driver,
-        log_opts=log_opts,
-        cidfile=cidfile,
-        replace=replace,
-        pull=pull,
-        tls_verify=tls_verify,
-        runtime=runtime,
-        network=network,
-        publish=publish,
-        memory=memory,
-        pids_limit=pids_limit,
-        pod=pod,
-        quiet=quiet,
-    )
+    for name in _RUN_ONLY:
+        options.pop(name, None)
+    _, row = _common_create(ctx, options.pop("image"), options.pop("command"), **options)
     typer.echo(row["id"])
+
+
+def _share_run_options() -> None:
+    """Give `create` run's parameters (typer reads __signature__ and the annotations), so the
+    two commands can never disagree on a flag."""
+    import inspect
+
+    signature = inspect.signature(run)
+    create.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name not in _RUN_ONLY]
+    )
+    create.__annotations__ = {k: v for k, v in run.__annotations__.items() if k not in _RUN_ONLY}
+
+
+_share_run_options()
 
 
 def _for_each(ctx: typer.Context, refs: List[str], action: Any) -> None:
