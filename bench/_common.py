@@ -15,7 +15,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+
+if TYPE_CHECKING:
+    import argparse
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PYZ = REPO / "dist" / "podpy.pyz"
@@ -208,3 +211,28 @@ def stop_pause_process(runtime_dir: str) -> None:
         os.kill(pid, 9)
     except OSError:
         pass
+
+
+def cases_json(cases: Sequence[Case]) -> Dict[str, Dict[str, object]]:
+    """Per-case medians, raw times and errors: what every benchmark's --json writes."""
+    return {
+        c.label: {
+            "podpy_ms": median_ms(c.podpy_times),
+            "podman_ms": median_ms(c.podman_times),
+            "podpy_times": c.podpy_times,
+            "podman_times": c.podman_times,
+            "podpy_error": c.podpy_error,
+            "podman_error": c.podman_error,
+        }
+        for c in cases
+    }
+
+
+def require_pyz(parser: argparse.ArgumentParser, path: str, root_because: str = "") -> str:
+    """The zipapp's absolute path, or a usage error; with root_because, also require root."""
+    pyz = os.path.abspath(path)
+    if not os.path.isfile(pyz):
+        parser.error(f"{pyz} does not exist; build it with: python3 build_zipapp.py")
+    if root_because and os.geteuid() != 0:
+        parser.error(f"run as root ({root_because})")
+    return pyz

@@ -33,8 +33,9 @@ from _common import (  # noqa: E402
     Case,
     Identity,
     Scratch,
+    cases_json,
     format_table,
-    median_ms,
+    require_pyz,
     run_paired,
     stop_pause_process,
 )
@@ -128,11 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.isfile(pyz):
-        parser.error(f"{pyz} does not exist; build it with: python3 build_zipapp.py")
-    if os.geteuid() != 0:
-        parser.error("run as root (it starts a registry and switches to the --user)")
+    pyz = require_pyz(parser, args.pyz, "it starts a registry and switches to the --user")
     podman = None if args.no_podman else shutil.which("podman")
 
     import images
@@ -256,15 +253,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  ratio podpy/conmon: {memory['podpy'][0] / memory['podman'][0]:.2f}")
     if args.json:
         raw = {
-            "cases": {
-                c.label: {
-                    "podpy_ms": median_ms(c.podpy_times),
-                    "podman_ms": median_ms(c.podman_times),
-                    "podpy_error": c.podpy_error,
-                    "podman_error": c.podman_error,
-                }
-                for c in cases
-            },
+            "cases": cases_json(cases),
             "monitor_rss_kib": {k: v[0] for k, v in memory.items()},
         }
         Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")

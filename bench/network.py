@@ -44,6 +44,7 @@ from _common import (  # noqa: E402
     SYSTEM_PYTHON,
     Identity,
     Scratch,
+    require_pyz,
     stop_pause_process,
 )
 
@@ -181,11 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.isfile(pyz):
-        parser.error(f"{pyz} does not exist; build it with: python3 build_zipapp.py")
-    if os.geteuid() != 0:
-        parser.error("run as root (it starts a registry and switches to the --user)")
+    pyz = require_pyz(parser, args.pyz, "it starts a registry and switches to the --user")
     podman = None if args.no_podman else shutil.which("podman")
 
     import images

@@ -40,8 +40,9 @@ from _common import (  # noqa: E402
     Case,
     Identity,
     Scratch,
+    cases_json,
     format_table,
-    median_ms,
+    require_pyz,
     stop_pause_process,
     timed,
 )
@@ -287,11 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.isfile(pyz):
-        parser.error(f"{pyz} does not exist; build it with: python3 build_zipapp.py")
-    if os.geteuid() != 0:
-        parser.error("run as root (it starts a registry, mounts a tmpfs, switches to --user)")
+    pyz = require_pyz(parser, args.pyz, "it starts a registry, mounts a tmpfs, switches to --user")
     podman = None if args.no_podman else shutil.which("podman")
 
     from registry import push_oci_layout, start_registry
@@ -430,17 +427,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "stores_on": where,
             "identity": identity.user or "root",
             "compressed_mib": sizes,
-            "cases": {
-                c.label: {
-                    "podpy_ms": median_ms(c.podpy_times),
-                    "podman_ms": median_ms(c.podman_times),
-                    "podpy_times": c.podpy_times,
-                    "podman_times": c.podman_times,
-                    "podpy_error": c.podpy_error,
-                    "podman_error": c.podman_error,
-                }
-                for c in cases
-            },
+            "cases": cases_json(cases),
             "memory": memory,
         }
         Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")

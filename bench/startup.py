@@ -25,8 +25,9 @@ from _common import (  # noqa: E402
     Case,
     Identity,
     Scratch,
+    cases_json,
     format_table,
-    median_ms,
+    require_pyz,
     run_paired,
     stop_pause_process,
 )
@@ -74,9 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write raw times as JSON")
     args = parser.parse_args(argv)
 
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.isfile(pyz):
-        parser.error(f"{pyz} does not exist; build it with: python3 build_zipapp.py")
+    pyz = require_pyz(parser, args.pyz)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.user and os.geteuid() != 0:
@@ -107,17 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"podpy start-up vs podman, {who}, python {args.python}, {pyz}")
     print(format_table(cases, args.runs))
     if args.json:
-        raw = {
-            c.label: {
-                "podpy_ms": median_ms(c.podpy_times),
-                "podman_ms": median_ms(c.podman_times),
-                "podpy_times": c.podpy_times,
-                "podman_times": c.podman_times,
-                "podpy_error": c.podpy_error,
-                "podman_error": c.podman_error,
-            }
-            for c in cases
-        }
+        raw = cases_json(cases)
         Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
     return 0
 
