@@ -853,7 +853,7 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
         "State": {
             "OciVersion": "1.0.2-dev",
             "Status": status,
-            "Running": status == "running",
+            "Running": status in RUNNING_STATES,  # podman: a paused container is still running
             "Paused": status == "paused",
             "Restarting": False,
             "OOMKilled": bool(state.get("oom_killed")),

@@ -134,6 +134,9 @@ def test_pause_unpause_as_root(rootful, busybox_image: str) -> None:
         assert status_of(rootful, name) == "paused"
         ps = rootful.ok("ps", "--format", "{{.Names}} {{.Status}}")
         assert f"{name} Paused" in ps
+        # podman: a paused container is still Running, and Paused
+        flags = rootful.ok("inspect", "--format", "{{.State.Running}} {{.State.Paused}}", name)
+        assert flags.split() == ["true", "true"]
         pid = int(rootful.ok("inspect", "--format", "{{.State.Pid}}", name))
         with open(f"/proc/{pid}/root/tmp/now") as f:
             frozen_at = f.read()
