@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from procs import mounts_mentioning, pid_alive, wait_gone
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -54,28 +55,6 @@ def inspect_one(runner, ref: str) -> Dict:
 
 def ps_names(runner, *args: str) -> List[str]:
     return runner.ok("ps", *args, "--format", "{{.Names}}").split()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def mounts_mentioning(text: str) -> List[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if text in line]
 
 
 def wait_for_log(runner, name: str, needle: str, timeout: float = 10.0) -> None:

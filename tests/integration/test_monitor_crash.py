@@ -12,6 +12,7 @@ import uuid
 from typing import Dict, List
 
 import pytest
+from procs import cmdline_of, mounts_mentioning, parent_of, pid_alive, wait_gone
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -26,28 +27,6 @@ def image(as_each, busybox_image: str) -> str:
 
 def inspect_one(runner, ref: str) -> Dict:
     return json.loads(runner.ok("inspect", "--type", "container", ref))[0]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def mounts_mentioning(text: str) -> List[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if text in line]
 
 
 def processes_in_pidns_of(pid: int) -> List[int]:
@@ -180,7 +159,7 @@ def test_monitor_slims_down_and_keeps_supervising(as_each, image: str) -> None:
     slirp = [
         int(p)
         for p in os.listdir("/proc")
-        if p.isdigit() and _parent(int(p)) == monitor and "slirp4netns" in _cmdline(int(p))
+        if p.isdigit() and parent_of(int(p)) == monitor and "slirp4netns" in cmdline_of(int(p))
     ]
     assert slirp, "slirp4netns should be the (re-executed) monitor's child"
     as_each.ok("stop", "-t", "5", name)
@@ -189,19 +168,3 @@ def test_monitor_slims_down_and_keeps_supervising(as_each, image: str) -> None:
     assert wait_gone(monitor) and all(wait_gone(p) for p in slirp)
     assert as_each.ok("logs", name).split() == ["started", "bye"]
     as_each.ok("rm", name)
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(") ", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return -1
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
