@@ -107,7 +107,15 @@ def _port_proxy(request: Mapping[str, Any]) -> Dict[str, Any]:
     return serve(request)
 
 
+def _default_unpublish(request: Mapping[str, Any]) -> Dict[str, Any]:
+    from netns_helpers.default_net import unpublish
+
+    unpublish(str(request["container_id"]))
+    return {}
+
+
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
+    "default-unpublish": _default_unpublish,
     "bridge-attach": _bridge_attach,
     "port-proxy": _port_proxy,
     "bridge-detach": _bridge_detach,

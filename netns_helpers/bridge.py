@@ -58,6 +58,10 @@ def call_helper(
 def attach_container(request: Mapping[str, Any], pid: int, ports: Sequence[Any] = ()) -> Any:
     """Connect the container whose init is `pid` to its bridge networks (monitor side).
     With published ports, returns the running relay (its stop() ends it), else None."""
+    if (request.get("default_net") or {}).get("dnat"):
+        from netns_helpers.default_net import attach_published
+
+        return attach_published(request, pid, ports)  # rootful default network: DNAT
     body = dict(request)
     body.update({"op": "bridge-attach", "pid": pid})
     call_helper(request["helper"], body)
@@ -142,6 +146,12 @@ def apply_nat(
         raise PodpyError(
             f"nft: {done.stderr.strip()}", hint="podpy needs nftables (the `nft` command) as root"
         )
+
+
+def _route_localnet(bridge: str) -> None:
+    """Let DNATed connections from 127.0.0.1 be routed to the bridge (netavark does too)."""
+    with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "w") as f:
+        f.write("1\n")
 
 
 def _mac_for(address: str) -> str:
@@ -277,6 +287,8 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
                 bridge = _ensure_bridge(
                     ipr, iface["bridge"], iface["gateway"], int(iface["prefixlen"])
                 )
+                if request.get("default_net") and iface.get("network") == "podman":
+                    _route_localnet(iface["bridge"])
                 token = secrets.token_hex(4)
                 host_name, temp = f"veth{token}", f"pp{token}"
                 ipr.link("add", ifname=host_name, kind="veth", peer=temp)
@@ -297,6 +309,12 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
                     }
                 )
         configured = _configure_inside(pid, links)
+        if request.get("default_net") and not request.get("netns"):
+            from netns_helpers import default_net
+
+            default_net.publish(
+                str(request["default_net"]["container_id"]), request.get("publish") or []
+            )
     except (_Failure, OSError, Exception) as err:
         with _ipr() as ipr:
             for name in created:

@@ -109,9 +109,12 @@ def check_static_address(address: str, subnet: IPv4Network, gateway: str, in_use
     return str(ip)
 
 
-def host_route_subnets(route_file: str = "/proc/net/route") -> List[IPv4Network]:
+def host_route_subnets(
+    route_file: str = "/proc/net/route", exclude_ifaces: Iterable[str] = ()
+) -> List[IPv4Network]:
     """Subnets the host already routes (podman refuses to reuse them): /proc/net/route, no
-    netlink needed. The default route is left out."""
+    netlink needed. The default route and routes through `exclude_ifaces` are left out."""
+    excluded = set(exclude_ifaces)
     out: List[IPv4Network] = []
     try:
         with open(route_file) as f:
@@ -120,7 +123,7 @@ def host_route_subnets(route_file: str = "/proc/net/route") -> List[IPv4Network]
         return out
     for line in lines:
         fields = line.split()
-        if len(fields) < 8:
+        if len(fields) < 8 or fields[0] in excluded:
             continue
         try:
             destination = _le_hex_ip(fields[1])

@@ -461,10 +461,12 @@ def _network_spec(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]
 
             # Rootful user-defined networks: a host bridge each (podpy.engine.networks).
             networks.check_attachable(eng, spec.networks, bool(spec.ports))
-        else:
-            # The default network is served by slirp4netns, as root too, so outbound
-            # traffic and -p work the same way as rootless.
+        elif eng.paths.rootless:
+            # Rootless, the default network is served by slirp4netns (podman's default);
+            # as root it is the host bridge podpy0 (podpy.engine.networks, default_net).
             spec.mode, spec.options, spec.networks = netopts.MODE_SLIRP, {}, []
+        else:
+            spec.networks = [netopts.DEFAULT_NETWORK_NAME]
     for warning in spec.warnings:
         log.warn(warning)
     spec.warnings = []
@@ -921,7 +923,8 @@ def inspect(eng: Engine, ref: str) -> Dict[str, Any]:
                 "Path": config["log"]["path"],
                 "Size": str(config["log"].get("max_size", -1)),
             },
-            "NetworkMode": create_opts.get("network") or "slirp4netns",
+            "NetworkMode": create_opts.get("network")
+            or ("slirp4netns" if eng.paths.rootless else "bridge"),
             "Privileged": bool(run_opts.get("privileged")),
             "ReadonlyRootfs": bool(run_opts.get("read_only")),
             "CapAdd": run_opts.get("cap_add") or [],

@@ -4,7 +4,9 @@ the state DB (podman 4 netavark's JSON shape for inspect).
 Each network row's config holds the subnet, gateway, interface name, flags and `allocations`
 (container id -> address). Subnet choice and address allocation run inside one BEGIN IMMEDIATE
 transaction, so concurrent podpy processes never hand out the same subnet or address. The
-default network "podman" (10.88.0.0/16, bridge podpy0) is stored on first use like any other.
+default network "podman" (10.88.0.0/16, bridge podpy0) is stored on first use like any other;
+as root its addresses, subnet and published ports are host-wide instead (every store shares the
+podpy0 bridge: netns_helpers/default_net.py), as podman keeps rootful IPAM host-wide.
 """
 
 from __future__ import annotations
@@ -70,18 +72,49 @@ def ensure_default(eng: Engine) -> None:
         pass  # another podpy stored it first
 
 
+def host_default(eng: Engine, name: str) -> bool:
+    """Is this the rootful default network (host-wide state, not the store's)?"""
+    return name == DEFAULT_NETWORK and not eng.paths.rootless
+
+
+def _with_host_state(row: Dict[str, Any]) -> Dict[str, Any]:
+    """The default network as root: the host's subnet and addresses in the row's place."""
+    from netns_helpers import default_net
+
+    state = default_net.read_state()
+    config = dict(row["config"])
+    if state.get("subnet"):
+        config["subnets"] = [{"subnet": state["subnet"], "gateway": state["gateway"]}]
+    else:  # the subnet the first container will get (10.88.0.0/16 unless routed elsewhere)
+        from netns_helpers import ipam
+
+        subnet = default_net.choose_subnet(
+            config["subnets"][0]["subnet"],
+            ipam.host_route_subnets(exclude_ifaces=(default_net.BRIDGE,)),
+        )
+        config["subnets"] = [{"subnet": str(subnet), "gateway": ipam.parse_gateway(None, subnet)}]
+    config["allocations"] = {
+        cid: entry["address"] for cid, entry in (state.get("allocations") or {}).items()
+    }
+    return dict(row, config=config)
+
+
 def lookup(eng: Engine, ref: str) -> Dict[str, Any]:
     """A network by name, full id or unique id prefix."""
     ensure_default(eng)
     try:
-        return eng.db.lookup("networks", ref)
+        row = eng.db.lookup("networks", ref)
     except NoSuchObject as err:
         raise _not_found(ref) from err
+    return _with_host_state(row) if host_default(eng, row["name"]) else row
 
 
 def list_networks(eng: Engine) -> List[Dict[str, Any]]:
     ensure_default(eng)
-    return sorted(eng.db.list("networks"), key=lambda r: r["name"])
+    rows = [
+        _with_host_state(r) if host_default(eng, r["name"]) else r for r in eng.db.list("networks")
+    ]
+    return sorted(rows, key=lambda r: r["name"])
 
 
 # --- create -----------------------------------------------------------------------------------
@@ -256,7 +289,10 @@ def allocate(eng: Engine, ref: str, container_id: str, static_ip: Optional[str] 
     """An address in the network for the container (the same one again if it has one)."""
     from netns_helpers import ipam
 
-    network_id = lookup(eng, ref)["id"]
+    network = lookup(eng, ref)
+    if host_default(eng, network["name"]):
+        return _allocate_host(eng, container_id, static_ip)["address"]
+    network_id = network["id"]
 
     def take(_conn: Any) -> str:
         row = eng.db.get("networks", network_id)
@@ -281,8 +317,35 @@ def allocate(eng: Engine, ref: str, container_id: str, static_ip: Optional[str] 
     return eng.db.run_transaction(take)
 
 
+def _allocate_host(eng: Engine, container_id: str, static_ip: Optional[str]) -> Dict[str, str]:
+    from netns_helpers import default_net
+
+    preferred = getattr(eng.config.containers, "default_subnet", "") or "10.88.0.0/16"
+    store = os.path.abspath(eng.paths.db_file)
+    return default_net.allocate(store, container_id, preferred, static_ip)
+
+
+def _remove_default_bridge() -> None:
+    """Under default_net's lock, once its last address is gone: delete podpy0."""
+    from netns_helpers import default_net
+    from netns_helpers.bridge import call_helper
+
+    request = {"op": "bridge-remove", "bridges": [default_net.BRIDGE], "table": default_net.TABLE}
+    call_helper(helper_argv(), request)
+
+
+def release_host_default(container_ids: Sequence[str] = (), store: Optional[str] = None) -> None:
+    """Root: give back default-network addresses; the bridge goes with the last one."""
+    from netns_helpers import default_net
+
+    default_net.release(container_ids, store=store, remove_bridge=_remove_default_bridge)
+
+
 def release(eng: Engine, ref: str, container_id: str) -> None:
     """Give the container's address in the network back (no-op if it has none)."""
+    if host_default(eng, ref) or (not eng.paths.rootless and ref == _default_row()["id"]):
+        release_host_default([container_id])
+        return
 
     def drop(_conn: Any) -> None:
         found = eng.db.find_id("networks", ref)
@@ -490,7 +553,11 @@ def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) ->
         net = lookup(eng, name)
         entry = net["config"]["subnets"][0]
         static = options.get("ip") if position == 0 else None
-        address = allocate(eng, net["id"], row["id"], static_ip=static)
+        if host_default(eng, net["name"]):  # host-wide pool: podpy0 is every store's
+            entry = _allocate_host(eng, row["id"], static)
+            address = entry["address"]
+        else:
+            address = allocate(eng, net["id"], row["id"], static_ip=static)
         interfaces.append(
             {
                 "network": net["name"],
@@ -508,6 +575,13 @@ def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) ->
             break
     request: Dict[str, Any] = {"interfaces": interfaces, "helper": helper_argv()}
     request.update(_nat_lists(eng))
+    if any(host_default(eng, i["network"]) for i in interfaces):
+        # the helper rebuilds the host's `ip podpy` table; ports of a container whose first
+        # network is the default one are published there by DNAT (TCP and UDP)
+        request["default_net"] = {
+            "container_id": row["id"],
+            "dnat": host_default(eng, interfaces[0]["network"]),
+        }
     if eng.paths.rootless:
         holder = ensure_rootless_netns(eng)
         request["netns"] = f"/proc/{holder}/ns/net"
@@ -600,6 +674,8 @@ def stop_dns(eng: Engine, row: Dict[str, Any]) -> None:
 
 def release_container(eng: Engine, container_id: str) -> None:
     """Give back every address the container holds (at rm)."""
+    if not eng.paths.rootless:
+        release_host_default([container_id])
     for row in eng.db.list("networks"):
         if container_id in (row["config"].get("allocations") or {}):
             release(eng, row["id"], container_id)
@@ -635,7 +711,10 @@ def teardown_store(db_file: str, run_root: str, rootless: bool) -> None:
         except (OSError, ValueError):
             continue
     stop_rootless_netns(run_root)
-    if rootless or not os.path.exists(db_file):
+    if rootless:
+        return
+    release_host_default(store=os.path.abspath(db_file))
+    if not os.path.exists(db_file):
         return
     try:
         conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)

@@ -315,7 +315,7 @@ def member_network(eng: Engine, opts: CreateOptions) -> Dict[str, Any]:
             dns=opts.dns,
             dns_search=opts.dns_search,
         )
-        if spec.mode == netopts.MODE_BRIDGE:
+        if spec.mode == netopts.MODE_BRIDGE and eng.paths.rootless:
             spec.mode, spec.options, spec.networks = netopts.MODE_SLIRP, {}, []
         network = spec.to_dict()
     else:

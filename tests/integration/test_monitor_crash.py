@@ -156,12 +156,14 @@ def test_monitor_slims_down_and_keeps_supervising(as_each, image: str) -> None:
     while "--resume" not in open(f"/proc/{monitor}/cmdline").read():
         assert time.monotonic() < deadline, "the monitor never re-executed itself"
         time.sleep(0.05)
+    # rootless: slirp4netns; root (the podpy0 bridge): the keeper that removes the DNAT rules
+    helper = "slirp4netns" if as_each.user else "podpy-unpublish"
     slirp = [
         int(p)
         for p in os.listdir("/proc")
-        if p.isdigit() and parent_of(int(p)) == monitor and "slirp4netns" in cmdline_of(int(p))
+        if p.isdigit() and parent_of(int(p)) == monitor and helper in cmdline_of(int(p))
     ]
-    assert slirp, "slirp4netns should be the (re-executed) monitor's child"
+    assert slirp, f"{helper} should be the (re-executed) monitor's child"
     as_each.ok("stop", "-t", "5", name)
     state = inspect_one(as_each, name)["State"]
     assert state["Status"] == "exited" and state["ExitCode"] == 5

@@ -28,7 +28,9 @@ def test_network_crud_and_podman_json(as_each) -> None:
     assert listing.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER"]
     assert "podman" in as_each.ok("network", "ls", "-q").split()
     default = json.loads(as_each.ok("network", "inspect", "podman"))[0]
-    assert default["subnets"] == [{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}]
+    subnet = "10.88.0.0/16" if as_each.user else _rootful_default_subnet()
+    gateway = str(next(ipaddress.ip_network(subnet).hosts()))
+    assert default["subnets"] == [{"subnet": subnet, "gateway": gateway}]
     assert default["network_interface"] == "podpy0"
 
     name = unique_name()
@@ -125,6 +127,149 @@ def test_fifty_concurrent_creates_get_distinct_subnets(as_each) -> None:
     assert as_each.ok("network", "rm", *names).split() == names
 
 
+def _rootful_default_subnet() -> str:
+    """As root the default network is the host-wide podpy0 bridge: its current subnet, or the
+    one it will take (10.88.0.0/16 unless another interface, e.g. podman's podman0, routes an
+    overlapping subnet; then 10.87.0.0/16 downwards)."""
+    try:
+        with open("/run/podpy/networks/podman.json") as f:
+            return str(json.load(f)["subnet"])
+    except (OSError, ValueError, KeyError):
+        pass
+    routed = []
+    with open("/proc/net/route") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[0] == "podpy0" or int(fields[7], 16) == 0:
+                continue
+            dest = ipaddress.ip_address(int(fields[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.ip_address(int(fields[7], 16).to_bytes(4, "little"))
+            routed.append(ipaddress.ip_network(f"{dest}/{mask}", strict=False))
+    for second in [88, *range(87, 79, -1)]:
+        candidate = ipaddress.ip_network(f"10.{second}.0.0/16")
+        if not any(candidate.overlaps(r) for r in routed):
+            return str(candidate)
+    raise AssertionError("no free default subnet")
+
+
+def _default_net_state() -> dict:
+    try:
+        with open("/run/podpy/networks/podman.json") as f:
+            return dict(json.load(f))
+    except (OSError, ValueError):
+        return {}
+
+
+def _udp_echo_in(pid: int, port: int) -> subprocess.Popen:
+    """A one-shot UDP echo server inside the network namespace of `pid` (busybox nc has no -u)."""
+    code = (
+        "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.bind(('0.0.0.0', {port})); print('ready', flush=True); "
+        "d, a = s.recvfrom(100); s.sendto(b'echo:' + d, a)"
+    )
+    proc = subprocess.Popen(
+        ["nsenter", "-t", str(pid), "-n", sys.executable, "-I", "-S", "-c", code],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_rootful_default_network_is_the_podpy0_bridge(rootful, busybox_image: str) -> None:
+    """As podman's cni-podman0/podman0: no --network as root means a veth on the host bridge
+    podpy0, NAT out, ports published by DNAT (TCP and UDP, 127.0.0.1 too); everything goes
+    with the last container."""
+    import urllib.request
+
+    rootful.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    web, tcp_port, udp_port = unique_name("web"), _free_port(), _free_port()
+    rootful.ok("run", "-d", "--name", web, "-p", f"127.0.0.1:{tcp_port}:80", "-p", f"{udp_port}:9999/udp", busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
+    info = json.loads(rootful.ok("inspect", web))[0]
+    cid, pid = info["Id"], info["State"]["Pid"]
+    assert info["HostConfig"]["NetworkMode"] == "bridge"
+    subnet = ipaddress.ip_network(_default_net_state()["subnet"])
+    address = info["NetworkSettings"]["Networks"]["podman"]["IPAddress"]
+    assert ipaddress.ip_address(address) in subnet
+    assert info["NetworkSettings"]["IPAddress"] == address
+    assert _default_net_state()["allocations"][cid]["address"] == address
+    assert _links_on("podpy0"), "the container's veth should be on podpy0"
+    with open("/proc/sys/net/ipv4/conf/podpy0/route_localnet") as f:
+        assert f.read().strip() == "1"
+    table = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True).stdout  # fmt: skip
+    assert f"ip saddr {subnet} ip daddr != {subnet} masquerade" in table
+    assert f"ip daddr 127.0.0.1 tcp dport {tcp_port} dnat to {address}:80" in table
+    assert f"udp dport {udp_port} dnat to {address}:9999" in table
+
+    body, deadline = "", time.monotonic() + 10
+    while not body:  # httpd may not listen yet right after `run -d` returns
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{tcp_port}/hostname", timeout=10) as resp:  # fmt: skip
+                body = resp.read().decode().strip()
+        except OSError:
+            assert time.monotonic() < deadline, "the published port never answered"
+            time.sleep(0.1)
+    assert body == cid[:12]
+    echo = _udp_echo_in(pid, 9999)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(b"ping", ("127.0.0.1", udp_port))
+        assert s.recvfrom(100)[0] == b"echo:ping"
+    echo.wait(timeout=10)
+
+    # the host port is held while the container runs: a second container cannot take it
+    clash = rootful.podpy("run", "-d", "--name", unique_name("clash"), "-p", f"{udp_port}:53/udp", busybox_image, "true")  # fmt: skip
+    assert clash.returncode == 125 and str(udp_port) in clash.stderr
+    # `--network podman` and `--network bridge` are the same network; containers reach each other
+    for mode in ("podman", "bridge"):
+        out = rootful.ok("run", "--rm", "--network", mode, busybox_image, "sh", "-c", f"ip -4 -o addr show eth0; wget -qO- http://{address}/hostname")  # fmt: skip
+        assert str(subnet.network_address)[:-1] in out and cid[:12] in out
+    refused = rootful.podpy("network", "rm", "podman")
+    assert refused.returncode != 0 and "cannot be removed" in refused.stderr
+
+    # stop: the DNAT rules go (the address stays until rm); rm: the address goes, and with the
+    # last address of any store, podpy0 and the table
+    rootful.ok("stop", "-t", "1", web)
+    table = subprocess.run(["nft", "list", "table", "ip", "podpy"], capture_output=True, text=True).stdout  # fmt: skip
+    assert str(tcp_port) not in table and str(udp_port) not in table
+    assert cid in _default_net_state()["allocations"]
+    rootful.ok("rm", "-a", "-f")
+    assert cid not in (_default_net_state().get("allocations") or {})
+    if not _default_net_state():  # no other store (another test run) holds an address
+        assert not os.path.exists("/sys/class/net/podpy0")
+        listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert "table ip podpy\n" not in listing + "\n"
+    with socket.socket() as s:  # the published port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", tcp_port))
+
+
+def test_rootful_default_network_is_shared_by_stores(rootful, busybox_image: str, tmp_path) -> None:
+    """Two stores (--root) share podpy0 and one address pool, as podman's rootful stores share
+    theirs: distinct addresses; `system reset` of one store releases only its addresses."""
+    import dataclasses
+
+    rootful.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    second = dataclasses.replace(rootful, extra_args=["--root", str(tmp_path / "s2"), "--runroot", str(tmp_path / "r2")])  # fmt: skip
+    run2 = second.podpy
+    try:
+        second.ok("pull", "-q", "--tls-verify=false", busybox_image)
+        a = rootful.ok("run", "-d", busybox_image, "sleep", "600").strip()
+        b = second.ok("run", "-d", busybox_image, "sleep", "600").strip()
+        allocations = _default_net_state()["allocations"]
+        assert allocations[a]["address"] != allocations[b]["address"]
+        assert allocations[a]["store"] != allocations[b]["store"]
+        assert run2("system", "reset", "--force").returncode == 0
+        allocations = _default_net_state()["allocations"]
+        assert a in allocations and b not in allocations
+        assert os.path.exists("/sys/class/net/podpy0")
+        out = rootful.ok("exec", a, "ip", "-4", "-o", "addr", "show", "eth0")
+        assert allocations[a]["address"] in out
+    finally:
+        run2("system", "reset", "--force")
+    rootful.ok("rm", "-f", a)
+    assert a not in (_default_net_state().get("allocations") or {})
+
+
 def _links_on(bridge: str) -> List[str]:
     """Host interfaces enslaved to `bridge` (the host ends of the containers' veth pairs)."""
     base = f"/sys/class/net/{bridge}/brif"
@@ -209,8 +354,6 @@ def test_user_network_limits_are_clear_errors(as_each, busybox_image: str) -> No
         "run", "--rm", "--network", unique_name("nosuch"), busybox_image, "true"
     )
     assert missing.returncode == 125 and "network not found" in missing.stderr
-    udp = as_each.podpy("run", "--rm", "--network", name, "-p", "18053:53/udp", busybox_image, "true")  # fmt: skip
-    assert udp.returncode == 125 and "publishing UDP ports" in udp.stderr
     assert as_each.ok("ps", "-a", "-q").split() == []  # nothing half-made
     as_each.ok("network", "rm", name)
 
@@ -227,7 +370,7 @@ def _proxies() -> List[int]:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"port-proxy" in f.read() and _alive(int(entry)):
+                    if b"port-forward" in f.read() and _alive(int(entry)):
                         found.append(int(entry))
             except OSError:
                 continue
@@ -240,9 +383,12 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
     name, web = unique_name(), unique_name("web")
     as_each.ok("network", "create", name)
-    port = _free_port()
+    port, udp_port = _free_port(), _free_port()
     before = set(_proxies())
-    as_each.ok("run", "-d", "--name", web, "--network", name, "-p", f"{port}:80", busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")  # fmt: skip
+    # busybox nc has no UDP mode: the UDP echo server is the host's python3, bind-mounted
+    echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('', 9999))\nwhile True:\n    d, a = s.recvfrom(99)\n    s.sendto(b'echo:' + d, a)\n"  # fmt: skip
+    python = "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu /host/bin/python3 -S"  # fmt: skip
+    as_each.ok("run", "-d", "--name", web, "--network", name, "-p", f"{port}:80", "-p", f"{udp_port}:9999/udp", "-v", "/usr:/host:ro", "-e", f"ECHO={echo}", busybox_image, "sh", "-c", f'httpd -p 80 -h /etc && exec {python} -c "$ECHO"')  # fmt: skip
     web_id = as_each.ok("inspect", "--format", "{{.Id}}", web).strip()
     body, deadline = "", time.monotonic() + 10
     while not body:  # httpd may not listen yet right after `run -d` returns
@@ -253,7 +399,20 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
             assert time.monotonic() < deadline, "the published port never answered"
             time.sleep(0.1)
     assert body == web_id[:12]
-    assert as_each.ok("port", web).strip() == f"80/tcp -> 0.0.0.0:{port}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:  # UDP, from 127.0.0.1
+        client.settimeout(0.3)
+        answer = b""
+        while not answer:
+            client.sendto(b"ping", ("127.0.0.1", udp_port))
+            try:
+                answer = client.recv(100)
+            except socket.timeout:
+                assert time.monotonic() < deadline + 10, "the published UDP port never answered"
+    assert answer == b"echo:ping"
+    assert sorted(as_each.ok("port", web).splitlines()) == [
+        f"80/tcp -> 0.0.0.0:{port}",
+        f"9999/udp -> 0.0.0.0:{udp_port}",
+    ]
     other = unique_name("clash")
     clash = as_each.podpy("run", "-d", "--name", other, "--network", name, "-p", f"{port}:80", busybox_image, "true")  # fmt: skip
     assert clash.returncode == 125 and f"{port}" in clash.stderr and "in use" in clash.stderr
