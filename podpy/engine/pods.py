@@ -1,9 +1,11 @@
 """Pods: a group of containers sharing the net, ipc and uts namespaces of one infra container.
 
 The infra container is an ordinary container row (flagged `infra` in its config) whose root is
-a small directory built here: the host's /usr bound read-only and podpy's pause script
-(podpy/pause.py), run by the host's python3. It goes through the normal container path, so
-its monitor starts slirp4netns and publishes the pod's ports. Members are created with
+a small directory built here holding /pause, a ~200-byte static executable that podpy/pause.py
+assembles (x86_64, aarch64; podman runs catatonit -P). On other machines the root gets the host's
+/usr bound read-only and pause.py, run by the host's python3. The infra goes through the normal
+container path, so its monitor sets up the pod's network (slirp4netns rootless, the podpy0
+bridge as root) and publishes the pod's ports. Members are created with
 `--network container:<infra>` and, when started, also join the infra's ipc, uts and (rootless)
 user namespaces and see its /etc/hosts, /etc/hostname and /etc/resolv.conf.
 """
@@ -177,24 +179,29 @@ def _pause_source() -> bytes:
     return data
 
 
-def _build_infra_root(root: str) -> None:
-    """A minimal root: mount points for /usr and the host's top-level lib dirs, /etc, pause.py."""
+def _build_infra_root(root: str, elf: Optional[bytes]) -> None:
+    """A minimal root: /etc and /pause (the ELF); without one, mount points for /usr and the
+    host's top-level lib dirs, and pause.py for the host's python3."""
     from podpy.atomic import write_atomic
 
     os.makedirs(root, mode=0o755)
-    for sub in ("usr", "etc", "proc", "sys", "dev", "tmp", "run"):
+    for sub in ("etc", "proc", "sys", "dev", "tmp", "run"):
         os.makedirs(os.path.join(root, sub), mode=0o755, exist_ok=True)
+    etc = os.path.join(root, "etc")
+    write_atomic(os.path.join(etc, "passwd"), b"root:x:0:0:root:/:/sbin/nologin\n", mode=0o644)
+    write_atomic(os.path.join(etc, "group"), b"root:x:0:\n", mode=0o644)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        write_atomic(os.path.join(etc, name), b"", mode=0o644)
+    if elf is not None:
+        write_atomic(os.path.join(root, "pause"), elf, mode=0o755)
+        return
+    os.makedirs(os.path.join(root, "usr"), mode=0o755)
     for top in _HOST_TOP_DIRS:
         host = "/" + top
         if os.path.islink(host):
             os.symlink(os.readlink(host), os.path.join(root, top))
         elif os.path.isdir(host):
             os.makedirs(os.path.join(root, top), mode=0o755)
-    etc = os.path.join(root, "etc")
-    write_atomic(os.path.join(etc, "passwd"), b"root:x:0:0:root:/:/sbin/nologin\n", mode=0o644)
-    write_atomic(os.path.join(etc, "group"), b"root:x:0:\n", mode=0o644)
-    for name in ("hosts", "hostname", "resolv.conf"):
-        write_atomic(os.path.join(etc, name), b"", mode=0o644)
     write_atomic(os.path.join(root, "pause.py"), _pause_source(), mode=0o644)
     prefix = _python_prefix()
     if prefix:
@@ -204,11 +211,13 @@ def _build_infra_root(root: str) -> None:
 def _create_infra(eng: Engine, pod_id: str, pod_name: str, pod_config: Dict[str, Any]) -> Any:
     from podpy.engine import containers
     from podpy.engine.types import CreateOptions
+    from podpy.pause import elf_pause
 
-    python = _python_for_infra()
+    elf = elf_pause()
+    command = ["/pause"] if elf is not None else [_python_for_infra(), "-I", "-S", "/pause.py"]
     opts = CreateOptions(
         image=INFRA_IMAGE_NAME,
-        command=[python, "-I", "-S", "/pause.py"],
+        command=command,
         name=f"{pod_id[:12]}-infra",
         hostname=pod_config["hostname"],
         network=pod_config.get("network"),
@@ -216,8 +225,8 @@ def _create_infra(eng: Engine, pod_id: str, pod_name: str, pod_config: Dict[str,
     )
     network = containers._network_spec(eng, opts, {})
     fields = containers._run_options(eng, opts, {})
-    fields["volumes"] = [f"/{d}:/{d}:ro" for d in _host_bind_dirs()]
-    if _python_prefix():
+    fields["volumes"] = [] if elf is not None else [f"/{d}:/{d}:ro" for d in _host_bind_dirs()]
+    if elf is None and _python_prefix():
         fields["volumes"].append(f"{_python_prefix()}:{_python_prefix()}:ro")
     cid = secrets.token_hex(32)
     cdir = containers.container_dir(eng, cid)
@@ -262,7 +271,7 @@ def _create_infra(eng: Engine, pod_id: str, pod_name: str, pod_config: Dict[str,
         "updated": now,
     }
     try:
-        _build_infra_root(merged)
+        _build_infra_root(merged, elf)
         os.makedirs(config["bundle"], mode=0o700, exist_ok=True)
         eng.db.insert("containers", row)
     except BaseException:

@@ -195,6 +195,34 @@ def test_pod_errors_are_podmans(as_each, image: str) -> None:
     assert as_each.ok("pod", "rm", pod).strip() == listing[0]["Id"]
 
 
+def test_infra_runs_podpys_static_pause(as_each) -> None:
+    """The infra process is /pause, the ~200-byte static ELF podpy assembles (no python, no
+    host /usr in the infra), and TERM ends it at once: `pod stop` records exit code 0, not the
+    137 of a kill after the timeout."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip("the static pause exists for x86_64 and aarch64; python3 pause.py elsewhere")
+    pod = unique_name("pod")
+    as_each.ok("pod", "create", "--name", pod)
+    as_each.ok("pod", "start", pod)
+    infra = json.loads(as_each.ok("pod", "inspect", pod))["InfraContainerID"]
+    info = json.loads(as_each.ok("inspect", infra))[0]
+    pid = info["State"]["Pid"]
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read() == b"/pause\0"
+    assert os.readlink(f"/proc/{pid}/exe") == "/pause"
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    assert "python" not in maps and "libc" not in maps and "/pause" in maps
+    assert info["Mounts"] == [] or all("/usr" not in m.get("Destination", "") for m in info["Mounts"])  # fmt: skip
+    as_each.ok("pod", "stop", "-t", "60", pod)
+    stopped = json.loads(as_each.ok("inspect", infra))[0]["State"]
+    assert stopped["Status"] == "exited" and stopped["ExitCode"] == 0
+    assert not _alive(pid)
+    as_each.ok("pod", "rm", pod)
+
+
 def test_pod_on_a_user_network_is_resolvable_by_pod_and_member_name(as_each, image: str) -> None:
     network, pod, web = unique_name("net"), unique_name("pod"), unique_name("web")
     as_each.ok("network", "create", network)
