@@ -354,9 +354,10 @@ def rm(
     def act(ref: str) -> Optional[str]:
         # podman rm's exit status: 1 = no such container, 2 = running or paused, 125 = other
         try:
-            return containers.remove(eng, ref, force=force, volumes=volumes)
+            # -a implies --depend, as in podman 4: an infra container takes its pod along
+            return containers.remove(eng, ref, force=force, volumes=volumes, depend=all_)
         except NoSuchObject as err:
-            if ignore:
+            if ignore or all_:  # -a: gone meanwhile (with its pod)
                 return None
             err.exit_code = 1
             raise

@@ -203,8 +203,8 @@ def prune(eng: Engine, filters: Sequence[str] = ()) -> List[Tuple[str, Optional[
             raise PodpyError(f"{key} is an invalid filter", hint="filters: until, label")
     results: List[Tuple[str, Optional[Exception]]] = []
     for row in containers.list_containers(eng, all_containers=True):
-        if row["status"] in containers.RUNNING_STATES:
-            continue
+        if row["status"] in containers.RUNNING_STATES or row["config"].get("infra"):
+            continue  # infra containers go with their pod (podman's prune skips them too)
         if until is not None and row["created"] > until:
             continue
         row_labels = row["config"].get("labels") or {}

@@ -766,8 +766,27 @@ def _remove_dirs(eng: Engine, cid: str) -> None:
         remove_tree(target)
 
 
-def remove(eng: Engine, ref: str, force: bool = False, volumes: bool = False) -> str:
+def remove(
+    eng: Engine,
+    ref: str,
+    force: bool = False,
+    volumes: bool = False,
+    depend: bool = False,
+    pod_removal: bool = False,
+) -> str:
+    """rm; an infra container only with its pod (`depend`, as `rm -a`, removes the pod)."""
     row = lookup(eng, ref)
+    if row["config"].get("infra") and row.get("pod_id") and not pod_removal:
+        from podpy.engine import pods
+
+        if not depend:
+            raise PodpyError(
+                f"container {row['id']} is the infra container of pod {row['pod_id']} and "
+                "cannot be removed without removing the pod",
+                hint="remove the pod with `podpy pod rm`",
+            )
+        pods.remove(eng, row["pod_id"], force=force)
+        return row["id"]
     if row["status"] in RUNNING_STATES:
         if not force:
             raise InvalidState(

@@ -266,7 +266,8 @@ def remove(eng: Engine, ref: str, force: bool = False) -> str:
             hint=f"remove {', '.join(r['name'] for r in attached)} first, or use -f",
         )
     for row in attached:
-        containers.remove(eng, row["id"], force=True)
+        if eng.db.get("containers", row["id"]) is not None:  # not gone with its pod already
+            containers.remove(eng, row["id"], force=True, depend=True)
     eng.db.delete("networks", network["id"])
     remove_bridge(eng, network)
     eng.db.add_event("network", "remove", name=network["name"], object_id=network["id"])

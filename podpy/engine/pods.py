@@ -454,7 +454,8 @@ def remove(eng: Engine, ref: str, force: bool = False) -> str:
     members = [r for r in rows if not _is_infra(r)]
     errors = _each(members, lambda r: containers.remove(eng, r["id"], force=True))
     errors += _each(
-        [r for r in rows if _is_infra(r)], lambda r: containers.remove(eng, r["id"], force=True)
+        [r for r in rows if _is_infra(r)],
+        lambda r: containers.remove(eng, r["id"], force=True, pod_removal=True),
     )
     _raise_if(errors, "removing", pod)
     eng.db.delete("pods", pod["id"])

@@ -24,10 +24,13 @@ def _update(
                 break
             except sqlite3.OperationalError:
                 time.sleep(0.05 * (attempt + 1))
-        row = conn.execute("SELECT state_json FROM containers WHERE id = ?", (cid,)).fetchone()
+        row = conn.execute(
+            "SELECT state_json, name FROM containers WHERE id = ?", (cid,)
+        ).fetchone()
         if row is None:  # removed meanwhile (rm -f): nothing to record
             conn.execute("ROLLBACK")
             return
+        name = row[1] or name  # renamed while running: events carry the current name
         merged = json.loads(row[0] or "{}")
         merged.update(state)
         sets = ", ".join(f"{name} = ?" for name in columns)

@@ -236,6 +236,24 @@ def test_rename(as_each, image: str) -> None:
         as_each.podpy("rm", "-f", old, new, other)
 
 
+def test_events_of_a_renamed_container_carry_the_new_name(as_each, image: str) -> None:
+    """Renamed while running: the monitor's `died` event (and `remove`) use the new name, as
+    podman's do; earlier events keep the name the container had then."""
+    old, new = unique_name("evold"), unique_name("evnew")
+    cid = as_each.ok("run", "-d", "--name", old, image, "sleep", "600").strip()
+    try:
+        as_each.ok("rename", old, new)
+        as_each.ok("kill", new)
+        as_each.ok("wait", new)
+        as_each.ok("rm", new)
+        data = [json.loads(x) for x in _events(as_each, "--format", "json", "--filter", f"container={cid}")]  # fmt: skip
+        names = {d["Status"]: d["Name"] for d in data}
+        assert names["create"] == old and names["start"] == old
+        assert names["rename"] == new and names["died"] == new and names["remove"] == new
+    finally:
+        as_each.podpy("rm", "-f", cid)
+
+
 def test_port_without_published_ports(as_each, image: str) -> None:
     name = unique_name("port")
     as_each.ok("create", "--name", name, image, "true")

@@ -195,6 +195,28 @@ def test_pod_errors_are_podmans(as_each, image: str) -> None:
     assert as_each.ok("pod", "rm", pod).strip() == listing[0]["Id"]
 
 
+def test_infra_container_goes_only_with_its_pod(as_each, image: str) -> None:
+    """podman: `rm` (even -f) of an infra container is refused; `rm -a` takes the pod along
+    (it implies --depend); `container prune` leaves infra containers alone."""
+    pod = unique_name("pod")
+    pod_id = as_each.ok("pod", "create", "--name", pod).strip()
+    infra = json.loads(as_each.ok("pod", "inspect", pod))["InfraContainerID"]
+    for argv in (["rm", infra], ["rm", "-f", f"{pod_id[:12]}-infra"]):
+        refused = as_each.podpy(*argv)
+        assert refused.returncode == 125
+        assert refused.stderr.startswith(
+            f"Error: container {infra} is the infra container of pod {pod_id} and cannot be "
+            "removed without removing the pod"
+        ), refused.stderr
+    as_each.ok("container", "prune", "-f")
+    assert as_each.ok("ps", "-a", "-q", "--no-trunc").split() == [infra]
+    member = as_each.ok("create", "--pod", pod, image, "true").strip()
+    removed = set(as_each.ok("rm", "-a").split())
+    assert infra in removed and removed <= {infra, member}  # the member may go with the pod
+    assert as_each.ok("ps", "-a", "-q").split() == []
+    assert as_each.podpy("pod", "exists", pod).returncode == 1
+
+
 def test_infra_runs_podpys_static_pause(as_each) -> None:
     """The infra process is /pause, the ~200-byte static ELF podpy assembles (no python, no
     host /usr in the infra), and TERM ends it at once: `pod stop` records exit code 0, not the
