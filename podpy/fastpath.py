@@ -1,11 +1,18 @@
-"""Start-up fast path (no `typing` import either: every millisecond here is paid by `ps`): `podpy ps` (the command scripts and prompts run most) answered without
-importing typer/click, which cost more than podman's whole `ps`. Any flag it does not know
-sends the command to the full CLI, so behaviour never differs, only speed."""
+"""Start-up fast path (no `typing` import either: every millisecond here is paid by `ps`):
+`podpy ps` (the command scripts and prompts run most), `exec`, and the lifecycle verbs
+`run`, `create`, `start`, `stop`, `kill`, `rm` answered without importing typer/click, which
+cost more than podman's whole `ps`. The lifecycle verbs parse argv with the same option
+tables typer's commands are built from (podpy/cliopts.py) and run the same bodies
+(podpy/ctrverbs.py). Any flag or form the fast parser does not know sends the command to
+the full CLI, so behaviour and messages never differ, only speed."""
 
 from __future__ import annotations
 
 _PS_PATHS = (["ps"], ["container", "ps"], ["container", "ls"], ["container", "list"])
 _EXEC_PATHS = (["exec"], ["container", "exec"])  # podpy.engine.exec.fast_exec parses the rest
+# podpy.cliopts.TABLES parses the rest (`container remove` is rm's hidden alias).
+_VERBS = ("run", "create", "start", "stop", "kill", "rm")
+_VERB_PATHS = tuple([v] for v in _VERBS) + tuple(["container", v] for v in _VERBS + ("remove",))
 _GLOBAL_VALUE = {"--root": "root", "--runroot": "runroot", "--log-level": "log_level"}
 _BOOL_FLAGS = {
     "-a": "all",
@@ -41,7 +48,7 @@ def _split(args: list[str]) -> tuple[dict, list[str], list[str]] | None:
             i += 1
         globals_[_GLOBAL_VALUE[name]] = value
         i += 1
-    for path in _PS_PATHS + _EXEC_PATHS:
+    for path in _PS_PATHS + _EXEC_PATHS + _VERB_PATHS:
         if args[i : i + len(path)] == path:
             return globals_, path, args[i + len(path) :]
     return None
@@ -84,6 +91,43 @@ def _parse_ps(args: list[str]) -> dict | None:
     return opts
 
 
+def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
+    from podpy.cliopts import TABLES, parse
+
+    kw = parse(TABLES[verb], rest)
+    if kw is None:
+        return None
+    import sys
+
+    from podpy import log
+    from podpy.ctrverbs import VERBS
+    from podpy.engine import Engine, GlobalOptions
+    from podpy.errors import PodpyError, print_error
+
+    try:
+        log.set_level(globals_.get("log_level", "warn"))
+        return VERBS[verb](Engine(GlobalOptions(**globals_)), kw)
+    except PodpyError as err:
+        print_error(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug: as podpy.cli.main reports it
+        if log.enabled(log.LEVELS["debug"]):
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(
+            f"Error: internal error: {type(err).__name__}: {err}\n"
+            "Hint: rerun with --log-level debug for the traceback, and report it\n"
+        )
+        return 125
+    finally:
+        sys.stdout.flush()
+
+
 def try_fast(args: list[str]) -> int | None:
     """The exit code if this invocation was handled here, None to use the full CLI."""
     split = _split(args)
@@ -94,6 +138,8 @@ def try_fast(args: list[str]) -> int | None:
         from podpy.engine.exec import fast_exec
 
         return fast_exec(globals_, rest)
+    if path[-1] != "ps":
+        return _run_verb(globals_, path[-1], rest)
     opts = _parse_ps(rest)
     if opts is None:
         return None

@@ -16,356 +16,82 @@ _PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Sta
 _PS_HEADERS = {"ID": "CONTAINER ID", "CreatedHuman": "CREATED"}
 
 
-def _labels(items: List[str]) -> Dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
-def _create_options(image: str, command: List[str], **kw: Any) -> Any:
-    from podpy.engine.types import CreateOptions
-
-    entrypoint = kw.pop("entrypoint")
-    if entrypoint is not None:
-        if entrypoint.startswith("["):
-            import json
-
-            entrypoint = json.loads(entrypoint)
-        else:
-            entrypoint = [entrypoint] if entrypoint else []
-    from podpy.cli.image import _parse_bool
-
-    tls = _parse_bool(kw.pop("tls_verify"), "--tls-verify")  # podman's --tls-verify=false
-    return CreateOptions(
-        image=image,
-        command=list(command or []),
-        entrypoint=entrypoint,
-        labels=_labels(kw.pop("label")),
-        tls_verify=None if tls is None else tls,
-        **kw,
-    )
-
-
-def _common_create(
-    ctx: typer.Context,
-    image: str,
-    command: Optional[List[str]],
-    **kw: Any,
-) -> Any:
-    from podpy.engine import containers
-
-    opts = _create_options(image, command or [], **kw)
-    eng = engine(ctx)
-    from podpy.cli.image import _progress
-
-    return eng, containers.create(eng, opts, progress=_progress(opts.quiet))
-
-
-def run(
-    ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image to run"),
-    command: Optional[List[str]] = typer.Argument(None, help="Command and arguments"),
-    detach: bool = typer.Option(
-        False, "-d", "--detach", help="Run in the background, print the ID"
-    ),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep STDIN open"),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-TTY"),
-    remove: bool = typer.Option(False, "--rm", help="Remove the container when it exits"),
-    name: Optional[str] = typer.Option(None, "--name", help="Container name"),
-    env: List[str] = typer.Option([], "-e", "--env", help="Set environment variables"),
-    env_files: List[str] = typer.Option([], "--env-file", help="Read environment from a file"),
-    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Override ENTRYPOINT"),
-    workdir: Optional[str] = typer.Option(None, "-w", "--workdir", help="Working directory"),
-    user: Optional[str] = typer.Option(None, "-u", "--user", help="USER[:GROUP]"),
-    hostname: Optional[str] = typer.Option(None, "-h", "--hostname", help="Container host name"),
-    label: List[str] = typer.Option([], "-l", "--label", help="Set metadata KEY=VALUE"),
-    volumes: List[str] = typer.Option([], "-v", "--volume", help="Bind mount SRC:DST[:OPTS]"),
-    mounts: List[str] = typer.Option([], "--mount", help="Attach a filesystem mount"),
-    tmpfs: List[str] = typer.Option([], "--tmpfs", help="Mount a tmpfs DST[:OPTS]"),
-    init: bool = typer.Option(False, "--init", help="Run an init that reaps zombies as PID 1"),
-    read_only: bool = typer.Option(False, "--read-only", help="Read-only root filesystem"),
-    privileged: bool = typer.Option(False, "--privileged", help="Give extended privileges"),
-    cap_add: List[str] = typer.Option([], "--cap-add", help="Add capabilities"),
-    cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop capabilities"),
-    security_opt: List[str] = typer.Option([], "--security-opt", help="Security options"),
-    stop_signal: Optional[str] = typer.Option(None, "--stop-signal", help="Signal to stop"),
-    stop_timeout: Optional[int] = typer.Option(None, "--stop-timeout", help="Seconds to wait"),
-    log_driver: Optional[str] = typer.Option(
-        None, "--log-driver", help="k8s-file|none|passthrough"
-    ),
-    log_opts: List[str] = typer.Option([], "--log-opt", help="Logging options (max-size=...)"),
-    cidfile: Optional[str] = typer.Option(None, "--cidfile", help="Write the container ID here"),
-    replace: bool = typer.Option(False, "--replace", help="Replace a container of the same name"),
-    pull: str = typer.Option("missing", "--pull", help="always|missing|never|newer"),
-    tls_verify: Optional[str] = typer.Option(
-        None, "--tls-verify", help="Verify registry TLS (--tls-verify=false for plain HTTP)"
-    ),
-    platform: Optional[str] = typer.Option(None, "--platform", help="OS/ARCH[/VARIANT]"),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help="OCI runtime: podpy|runc|PATH"),
-    network: Optional[str] = typer.Option(None, "--network", "--net", help="Network mode"),
-    publish: List[str] = typer.Option([], "-p", "--publish", help="Publish a port"),
-    publish_all: bool = typer.Option(False, "-P", "--publish-all", help="Publish exposed ports"),
-    dns: List[str] = typer.Option([], "--dns", help="DNS servers"),
-    dns_search: List[str] = typer.Option([], "--dns-search", help="DNS search domains"),
-    add_host: List[str] = typer.Option([], "--add-host", help="Add HOST:IP to /etc/hosts"),
-    memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Memory limit"),
-    memory_swap: Optional[str] = typer.Option(None, "--memory-swap", help="Memory + swap"),
-    cpus: Optional[float] = typer.Option(None, "--cpus", help="Number of CPUs"),
-    cpu_shares: Optional[int] = typer.Option(None, "-c", "--cpu-shares", help="CPU shares"),
-    pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="Process limit"),
-    ulimits: List[str] = typer.Option([], "--ulimit", help="Ulimit options"),
-    sysctls: List[str] = typer.Option([], "--sysctl", help="Sysctl options"),
-    sdnotify: str = typer.Option("conmon", "--sdnotify", help="conmon|container|ignore"),
-    sig_proxy: bool = typer.Option(True, "--sig-proxy/--no-sig-proxy", help="Proxy signals"),
-    detach_keys: Optional[str] = typer.Option(None, "--detach-keys", help="Detach key sequence"),
-    pod: Optional[str] = typer.Option(None, "--pod", help="Run in a pod"),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Suppress pull output"),
-) -> None:
-    """Run a command in a new container."""
-    from podpy.engine import containers
-
-    eng, row = _common_create(
-        ctx,
-        image,
-        command,
-        name=name,
-        env=env,
-        env_files=env_files,
-        entrypoint=entrypoint,
-        workdir=workdir,
-        user=user,
-        hostname=hostname,
-        label=label,
-        volumes=volumes,
-        mounts=mounts,
-        tmpfs=tmpfs,
-        tty=tty,
-        interactive=interactive,
-        detach=detach,
-        remove=remove,
-        init=init,
-        read_only=read_only,
-        privileged=privileged,
-        cap_add=cap_add,
-        cap_drop=cap_drop,
-        security_opt=security_opt,
-        stop_signal=stop_signal,
-        stop_timeout=stop_timeout,
-        log_driver=log_driver,
-        log_opts=log_opts,
-        cidfile=cidfile,
-        replace=replace,
-        pull=pull,
-        tls_verify=tls_verify,
-        platform=platform,
-        runtime=runtime,
-        network=network,
-        publish=publish,
-        publish_all=publish_all,
-        dns=dns,
-        dns_search=dns_search,
-        add_host=add_host,
-        memory=memory,
-        memory_swap=memory_swap,
-        cpus=cpus,
-        cpu_shares=cpu_shares,
-        pids_limit=pids_limit,
-        ulimits=ulimits,
-        sysctls=sysctls,
-        sdnotify=sdnotify,
-        sig_proxy=sig_proxy,
-        detach_keys=detach_keys,
-        pod=pod,
-        quiet=quiet,
-    )
-    from podpy.errors import NoSuchObject, PodpyError
-
-    try:
-        if detach:
-            containers.start(eng, row["id"])
-            typer.echo(row["id"])
-            return
-        containers.exec_monitor(eng, row)
-    except PodpyError:
-        # Refused before the monitor ran (a taken port, say): --rm leaves nothing behind.
-        if remove:
-            try:
-                containers.remove(eng, row["id"], force=True)
-            except NoSuchObject:
-                pass  # the monitor already removed it
-        raise
-
-
-# `create` takes run's options, as podman's does, minus the ones about running attached.
-_RUN_ONLY = ("detach", "sig_proxy", "detach_keys")
-
-
-def create(ctx: typer.Context, **options: Any) -> None:
-    """Create a container without starting it; prints its ID."""
-    for name in _RUN_ONLY:
-        options.pop(name, None)
-    _, row = _common_create(ctx, options.pop("image"), options.pop("command"), **options)
-    typer.echo(row["id"])
-
-
-def _share_run_options() -> None:
-    """Give `create` run's parameters (typer reads __signature__ and the annotations), so the
-    two commands can never disagree on a flag."""
+def _typer_command(name: str, table: Any, doc: str) -> Any:
+    """A typer command for `table` (podpy.cliopts): its signature, annotations and defaults
+    are built from the same table the fast path parses with, so the two never disagree; the
+    body is podpy.ctrverbs.<name>."""
     import inspect
 
-    signature = inspect.signature(run)
-    create.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name not in _RUN_ONLY]
-    )
-    create.__annotations__ = {k: v for k, v in run.__annotations__.items() if k not in _RUN_ONLY}
+    from podpy import cliopts, ctrverbs
+
+    def command(ctx: typer.Context, **options: Any) -> None:
+        code = getattr(ctrverbs, name)(engine(ctx), options)
+        if code:
+            raise typer.Exit(code)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("ctx", kind, annotation=typer.Context)]
+    annotations: Dict[str, Any] = {"ctx": typer.Context, "return": None}
+    for spec in table.arguments:
+        default = ... if spec.required else spec.default
+        info = typer.Argument(default, metavar=spec.metavar, help=spec.help)
+        annotation: Any = spec.type if spec.kind == cliopts.ARG else Optional[List[str]]
+        params.append(inspect.Parameter(spec.dest, kind, default=info, annotation=annotation))
+        annotations[spec.dest] = annotation
+    for opt in table.options:
+        if opt.kind == cliopts.FLAG:
+            flags = [f"{opt.flags[0]}/{opt.off[0]}"] if opt.off else list(opt.flags)
+            annotation = bool
+            default = opt.default
+        elif opt.kind == cliopts.MULTI:
+            flags, annotation, default = list(opt.flags), List[str], []
+        else:
+            flags = list(opt.flags)
+            annotation = opt.type if opt.default is not None else Optional[opt.type]
+            default = opt.default
+        info = typer.Option(default, *flags, help=opt.help)
+        params.append(inspect.Parameter(opt.dest, kind, default=info, annotation=annotation))
+        annotations[opt.dest] = annotation
+    command.__name__ = name
+    command.__qualname__ = name
+    command.__doc__ = doc
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = annotations
+    return command
 
 
-_share_run_options()
+def _build_lifecycle_commands() -> Dict[str, Any]:
+    from podpy import cliopts
+
+    return {
+        "run": _typer_command("run", cliopts.RUN, "Run a command in a new container."),
+        "create": _typer_command(
+            "create", cliopts.CREATE, "Create a container without starting it; prints its ID."
+        ),
+        "start": _typer_command("start", cliopts.START, "Start one or more containers."),
+        "stop": _typer_command("stop", cliopts.STOP, "Stop one or more containers."),
+        "kill": _typer_command("kill", cliopts.KILL, "Send a signal to one or more containers."),
+        "rm": _typer_command("rm", cliopts.RM, "Remove one or more containers."),
+    }
+
+
+_LIFECYCLE = _build_lifecycle_commands()
+run = _LIFECYCLE["run"]
+create = _LIFECYCLE["create"]
+start = _LIFECYCLE["start"]
+stop = _LIFECYCLE["stop"]
+kill = _LIFECYCLE["kill"]
+rm = _LIFECYCLE["rm"]
 
 
 def _for_each(ctx: typer.Context, refs: List[str], action: Any) -> None:
     """Apply action to every target, print each result, report every error, exit non-zero
     if any failed (podman's multi-target behaviour)."""
-    from podpy.cli import print_error
-    from podpy.errors import PodpyError
+    from podpy.ctrverbs import for_each
 
-    failed = 0
-    code = 125
-    for ref in refs:
-        try:
-            out = action(ref)
-        except PodpyError as err:
-            print_error(err)
-            failed += 1
-            code = err.exit_code
-            continue
-        if out is not None:
-            typer.echo(out)
-    if failed:
+    code = for_each(refs, action)
+    if code:
         raise typer.Exit(code)
-
-
-def start(
-    ctx: typer.Context,
-    containers_: List[str] = typer.Argument(..., metavar="CONTAINER...", help="Containers"),
-    attach: bool = typer.Option(False, "-a", "--attach", help="Attach to the container's output"),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Attach STDIN"),
-) -> None:
-    """Start one or more containers."""
-    from podpy.engine import containers
-
-    eng = engine(ctx)
-    if attach:
-        if len(containers_) != 1:
-            from podpy.errors import PodpyError
-
-            raise PodpyError("you cannot start and attach multiple containers at once")
-        row = containers.lookup(eng, containers_[0])
-        containers.exec_monitor(eng, row)
-        return
-    _for_each(ctx, containers_, lambda ref: (containers.start(eng, ref), ref)[1])
-
-
-def stop(
-    ctx: typer.Context,
-    containers_: List[str] = typer.Argument(None, metavar="CONTAINER...", help="Containers"),
-    timeout: Optional[int] = typer.Option(None, "-t", "--time", "--timeout", help="Seconds"),
-    all_: bool = typer.Option(False, "-a", "--all", help="Stop all running containers"),
-    ignore: bool = typer.Option(False, "-i", "--ignore", help="Ignore missing containers"),
-    cidfile: List[str] = typer.Option([], "--cidfile", help="Read the container ID from a file"),
-) -> None:
-    """Stop one or more containers."""
-    from podpy.engine import containers
-
-    eng = engine(ctx)
-    targets = _targets(eng, containers_, all_, cidfile, running_only=True)
-
-    def act(ref: str) -> Optional[str]:
-        try:
-            containers.stop(eng, ref, timeout)
-        except Exception as err:
-            from podpy.errors import NoSuchObject
-
-            if ignore and isinstance(err, NoSuchObject):
-                return None
-            raise
-        return ref
-
-    _for_each(ctx, targets, act)
-
-
-def _targets(
-    eng: Any, refs: Optional[List[str]], all_: bool, cidfiles: List[str], running_only: bool
-) -> List[str]:
-    from podpy.engine import containers
-
-    out = list(refs or [])
-    for path in cidfiles:
-        try:
-            with open(path) as f:
-                out.append(f.read().strip())
-        except OSError as err:
-            from podpy.errors import PodpyError
-
-            raise PodpyError(f"reading CIDFile {path}: {err.strerror}") from err
-    if all_:
-        rows = containers.list_containers(eng, all_containers=not running_only)
-        out.extend(r["id"] for r in rows)
-    if not out and not all_:
-        from podpy.errors import PodpyError
-
-        raise PodpyError("you must provide at least one name or id")
-    return out
-
-
-def kill(
-    ctx: typer.Context,
-    containers_: List[str] = typer.Argument(None, metavar="CONTAINER...", help="Containers"),
-    signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal to send"),
-    all_: bool = typer.Option(False, "-a", "--all", help="Signal all running containers"),
-) -> None:
-    """Send a signal to one or more containers."""
-    from podpy.engine import containers
-
-    eng = engine(ctx)
-    targets = _targets(eng, containers_, all_, [], running_only=True)
-    _for_each(ctx, targets, lambda ref: (containers.kill(eng, ref, signal_), ref)[1])
-
-
-def rm(
-    ctx: typer.Context,
-    containers_: List[str] = typer.Argument(None, metavar="CONTAINER...", help="Containers"),
-    force: bool = typer.Option(False, "-f", "--force", help="Remove running containers too"),
-    volumes: bool = typer.Option(False, "-v", "--volumes", help="Remove anonymous volumes"),
-    all_: bool = typer.Option(False, "-a", "--all", help="Remove all containers"),
-    ignore: bool = typer.Option(False, "-i", "--ignore", help="Ignore missing containers"),
-    cidfile: List[str] = typer.Option([], "--cidfile", help="Read the container ID from a file"),
-    time_: Optional[int] = typer.Option(None, "-t", "--time", help="Seconds before killing"),
-) -> None:
-    """Remove one or more containers."""
-    from podpy.engine import containers
-    from podpy.errors import InvalidState, NoSuchObject
-
-    eng = engine(ctx)
-    targets = _targets(eng, containers_, all_, cidfile, running_only=False)
-
-    def act(ref: str) -> Optional[str]:
-        # podman rm's exit status: 1 = no such container, 2 = running or paused, 125 = other
-        try:
-            # -a implies --depend, as in podman 4: an infra container takes its pod along
-            return containers.remove(eng, ref, force=force, volumes=volumes, depend=all_)
-        except NoSuchObject as err:
-            if ignore or all_:  # -a: gone meanwhile (with its pod)
-                return None
-            err.exit_code = 1
-            raise
-        except InvalidState as err:
-            err.exit_code = 2
-            raise
-
-    _for_each(ctx, targets, act)
 
 
 def wait(

@@ -310,8 +310,13 @@ def _storage_driver(eng: Engine) -> str:
     return name
 
 
-def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, Any]:
-    """Resolve (and maybe pull) the image, record the container, prepare its directories."""
+def create(
+    eng: Engine, opts: CreateOptions, progress: Any = None, make_progress: Any = None
+) -> Dict[str, Any]:
+    """Resolve (and maybe pull) the image, record the container, prepare its directories.
+
+    Pull progress goes to `progress`, or to what `make_progress()` returns, called only when
+    the image must be pulled (drawing progress costs imports a local image never needs)."""
     from podpy.engine import images as image_engine
 
     name = opts.name
@@ -331,7 +336,7 @@ def create(eng: Engine, opts: CreateOptions, progress: Any = None) -> Dict[str, 
             "that name is already in use",
             hint="remove it with `podpy rm`, or use --replace",
         )
-    image = _resolve_image(eng, opts, image_engine, progress)
+    image = _resolve_image(eng, opts, image_engine, progress, make_progress)
     image_config = (image.config or {}).get("config") or {}
     fields = _run_options(eng, opts, image_config)
     pod_member = None
@@ -488,7 +493,9 @@ def _write_cidfile(path: str, cid: str) -> None:
         f.write(cid)
 
 
-def _resolve_image(eng: Engine, opts: CreateOptions, image_engine: Any, progress: Any) -> Any:
+def _resolve_image(
+    eng: Engine, opts: CreateOptions, image_engine: Any, progress: Any, make_progress: Any = None
+) -> Any:
     store = image_engine.store(eng)
     policy = opts.pull or getattr(eng.config.containers, "pull_policy", "missing")
     if policy not in ("always", "missing", "never", "newer"):
@@ -514,6 +521,8 @@ def _resolve_image(eng: Engine, opts: CreateOptions, image_engine: Any, progress
     )
     if opts.platform:
         pull_opts.platform = parse_platform(opts.platform, None, None, None)
+    if progress is None and make_progress is not None:
+        progress = make_progress()
     result = image_engine.pull(eng, opts.image, pull_opts, progress)
     return store.lookup(result.image_id)
 

@@ -35,7 +35,7 @@ def test_split_recognises_ps(argv, expected):
 
 @pytest.mark.parametrize(
     "argv",
-    [["images"], ["--help", "ps"], ["--root"], ["run", "ps"], ["container", "inspect", "x"], []],
+    [["images"], ["--help", "ps"], ["--root"], ["pull", "ps"], ["container", "inspect", "x"], []],
 )
 def test_split_leaves_other_commands(argv):
     assert _split(argv) is None
@@ -111,3 +111,22 @@ def test_fast_ps_matches_typer_and_skips_typer(tmp_path: Path):
     assert slow.returncode == 0, slow.stderr
     assert fast.stdout == slow.stdout
     assert "c1" in fast.stdout and "c0" not in fast.stdout and "Exited (1)" in fast.stdout
+
+
+def test_fast_lifecycle_verbs_skip_typer(tmp_path: Path):
+    """run/create/start/stop/kill/rm answered without typer, with the CLI's messages and codes."""
+    result = _run(
+        "import sys; sys.path.insert(0, '.'); from podpy.fastpath import try_fast;"
+        "g = ['--root', sys.argv[1] + '/s', '--runroot', sys.argv[1] + '/r'];"
+        "codes = [try_fast(g + a) for a in (['rm', 'nosuch'], ['rm', '-i', 'nosuch'],"
+        " ['container', 'remove', '-f', 'nosuch'], ['stop', 'nosuch'], ['kill', 'nosuch'],"
+        " ['start', 'nosuch'], ['create', '--pull', 'never', 'nosuchimage'],"
+        " ['run', '--rm', '--pull=never', 'nosuchimage', 'true'])];"
+        "print(codes);"
+        "assert 'typer' not in sys.modules and 'click' not in sys.modules, 'typer loaded'",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1, 0, 1, 125, 125, 125, 125, 125]"
+    assert result.stderr.count('Error: no container with name or ID "nosuch" found') == 5
+    assert result.stderr.count("Error: nosuchimage: image not known") == 2
