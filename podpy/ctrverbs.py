@@ -177,9 +177,12 @@ def rm(eng: object, kw: dict) -> int:
 
     def act(ref: str) -> str | None:
         try:
-            return containers.remove(eng, ref, force=kw["force"], volumes=kw["volumes"])
+            # -a implies --depend, as in podman 4: an infra container takes its pod along
+            return containers.remove(
+                eng, ref, force=kw["force"], volumes=kw["volumes"], depend=kw["all_"]
+            )
         except NoSuchObject as err:
-            if kw["ignore"]:
+            if kw["ignore"] or kw["all_"]:  # -a: gone meanwhile (with its pod)
                 return None
             err.exit_code = _RM_EXIT_NO_SUCH
             raise

@@ -909,6 +909,12 @@ def attach(
         saved_tty = termios.tcgetattr(0)
         tty_mod.setraw(0)
     previous: Dict[int, Any] = {}
+    if tty and os.isatty(1):
+        # The container's pty follows this terminal's size: now, and on every SIGWINCH.
+        monitor_pid = (row.get("state") or {}).get("monitor_pid")
+        resize = _resizer(containers.run_dir(eng, row["id"]), monitor_pid)
+        previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: resize())
+        resize()
     if sig_proxy and not tty:
 
         def forward(signum: int, _frame: Any) -> None:
@@ -965,6 +971,38 @@ def attach(
     if detached:
         return 0
     return containers.wait(eng, row["id"])
+
+
+def _resizer(run_dir: str, monitor_pid: Optional[int]) -> Callable[[], None]:
+    """What attach does on SIGWINCH: write this terminal's size where the monitor reads it
+    (monitor/main.py WINSIZE_FILE) and signal the monitor, which resizes the container's pty
+    (conmon gets "1 ROWS COLS" on its ctl FIFO for the same job)."""
+    import fcntl
+    import signal
+    import struct
+    import termios
+
+    from podpy.monitor.main import WINSIZE_FILE
+
+    def resize() -> None:
+        try:
+            raw = fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8)
+        except OSError:
+            return
+        rows, cols = struct.unpack("HHHH", raw)[:2]
+        if not rows or not cols or not monitor_pid:
+            return
+        path = os.path.join(run_dir, WINSIZE_FILE)
+        temp = f"{path}.{os.getpid()}"
+        try:
+            with open(temp, "w") as f:
+                f.write(f"{rows} {cols}\n")
+            os.rename(temp, path)
+            os.kill(int(monitor_pid), signal.SIGWINCH)
+        except OSError:
+            pass  # the container is going away: nothing to resize
+
+    return resize
 
 
 def _write_all(fd: int, data: bytes) -> None:

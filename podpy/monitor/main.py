@@ -37,6 +37,9 @@ PROXIED_SIGNALS = (
     signal.SIGPIPE,
 )
 READ_CHUNK = 65536
+# Attach clients' resize channel (conmon's ctl FIFO role): "ROWS COLS" in the run dir, then
+# SIGWINCH to the monitor (engine/container_ops.attach).
+WINSIZE_FILE = "winsize"
 
 
 class MonitorError(Exception):
@@ -233,6 +236,12 @@ class Monitor:
             raw = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
             rows, cols = struct.unpack("HHHH", raw)[:2]
             size = [rows, cols]
+        elif size is None:  # `podpy attach` wrote its terminal's size here, then SIGWINCH
+            try:
+                with open(os.path.join(self.spec["run_dir"], WINSIZE_FILE)) as f:
+                    size = [int(n) for n in f.read().split()[:2]]
+            except (OSError, ValueError, KeyError):
+                return
         if size:
             import termios
 

@@ -83,6 +83,60 @@ def test_attach_returns_the_exit_code(as_each, image: str) -> None:
         as_each.podpy("rm", "-f", name)
 
 
+def test_attach_forwards_terminal_resize(as_each, image: str) -> None:
+    """`attach` to a -t container sets the container's pty to this terminal's size, and again
+    on every SIGWINCH (the terminal resized), as podman's attach does through conmon."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    name = unique_name("rsz")
+    as_each.ok("run", "-d", "-it", "--name", name, image, "sh")
+    argv = as_each._wrap([*_podpy_argv(as_each), "attach", name])
+    pid, master = pty.fork()
+    if pid == 0:  # the attach client, on a terminal of 31x97
+        try:
+            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
+            os.chdir(str(as_each.home))
+            os.execvpe(argv[0], argv, as_each.env())
+        finally:
+            os._exit(127)
+    output = b""
+
+    def size_seen(rows: int, cols: int) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 30
+        while not re.search(rb"(?m)^%d %d\r?$" % (rows, cols), output):
+            assert time.monotonic() < deadline, f"no {rows} {cols} in {output[-400:]!r}"
+            os.write(master, b"stty size\n")
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        output += os.read(master, 65536)
+                    except OSError:
+                        break
+
+    try:
+        size_seen(31, 97)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # SIGWINCH
+        size_seen(40, 120)
+        os.write(master, b"\x10\x11")  # ctrl-p ctrl-q: detach
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert status_of(as_each, name) == "running"
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(master)
+        as_each.podpy("rm", "-f", name)
+
+
 def _read_until(proc: subprocess.Popen, done, timeout: float = 60.0) -> bytes:
     """Read proc's stdout until done(output) holds (fails after timeout; the machine may be slow)."""
     output = b""
