@@ -10,7 +10,6 @@ Operations:
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
   bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
   bridge-detach {"pid", "address"} -> {"deleted": N}
-  port-proxy    {"ports", "address", "netns"?, "userns_path"?} -> relays until killed (proxy.py)
   dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
   rootless-netns {"run_dir", "pid_file"} -> runs until SIGTERM (rootless_netns.py)
 """
@@ -101,12 +100,6 @@ def _bridge_detach(request: Mapping[str, Any]) -> Dict[str, Any]:
     return bridge_detach(request)
 
 
-def _port_proxy(request: Mapping[str, Any]) -> Dict[str, Any]:
-    from netns_helpers.proxy import serve
-
-    return serve(request)
-
-
 def _default_unpublish(request: Mapping[str, Any]) -> Dict[str, Any]:
     from netns_helpers.default_net import unpublish
 
@@ -117,7 +110,6 @@ def _default_unpublish(request: Mapping[str, Any]) -> Dict[str, Any]:
 OPERATIONS: Dict[str, Callable[[Mapping[str, Any]], Dict[str, Any]]] = {
     "default-unpublish": _default_unpublish,
     "bridge-attach": _bridge_attach,
-    "port-proxy": _port_proxy,
     "bridge-detach": _bridge_detach,
     "rootless-netns": _rootless_netns,
     "dns-serve": _dns_serve,

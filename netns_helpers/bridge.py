@@ -57,25 +57,42 @@ def call_helper(
 
 def attach_container(request: Mapping[str, Any], pid: int, ports: Sequence[Any] = ()) -> Any:
     """Connect the container whose init is `pid` to its bridge networks (monitor side).
-    With published ports, returns the running relay (its stop() ends it), else None."""
+    With published ports, returns the running port forwarder (its stop() ends it), else None:
+    the host ports are bound first (a taken one fails before any link is made), and the
+    forwarder dials the container's address on its first network from inside its netns."""
     if (request.get("default_net") or {}).get("dnat"):
         from netns_helpers.default_net import attach_published
 
         return attach_published(request, pid, ports)  # rootful default network: DNAT
+    listeners = []
+    if ports:
+        from netns_helpers.forward import bind_listeners
+
+        listeners = bind_listeners(ports)
     body = dict(request)
     body.update({"op": "bridge-attach", "pid": pid})
-    call_helper(request["helper"], body)
-    if not ports:
+    try:
+        call_helper(request["helper"], body)
+    except BaseException:
+        for listener in listeners:
+            listener.sock.close()
+        raise
+    if not listeners:
         return None
-    from netns_helpers.proxy import start_proxy
+    from netns_helpers.forward import start_forwarder
 
-    relay = {
-        "ports": [dict(p) for p in ports],
-        "address": request["interfaces"][0]["address"],
-        "netns": request.get("netns"),
-        "userns_path": request.get("userns_path"),
-    }
-    return start_proxy(request["helper"], relay)
+    forwarder = start_forwarder(
+        listeners,
+        request["interfaces"][0]["address"],
+        f"/proc/{pid}/ns/net",
+        userns=f"/proc/{pid}/ns/user",
+    )
+    try:
+        forwarder.wait_ready()
+    except BaseException:
+        forwarder.stop()
+        raise
+    return forwarder
 
 
 # --- helper side (pyroute2) -------------------------------------------------------------------

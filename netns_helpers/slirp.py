@@ -1,5 +1,6 @@
 """Rootless networking with slirp4netns: launch it for a container's network namespace, wait
-until tap0 is configured, publish ports through its API socket, and stop it.
+until tap0 is configured, publish ports (through the port forwarder, or slirp4netns's API
+socket with port_handler=slirp4netns), and stop it.
 
 Stdlib only (the monitor imports this module): slirp4netns configures tap0 itself
 (`--configure`), so no netlink code is needed here.
@@ -21,6 +22,7 @@ from netns_helpers.ports import PortLike, bind_error, check_port_free, port_fiel
 from podpy.errors import MissingTool, PodpyError
 
 if TYPE_CHECKING:
+    from netns_helpers.forward import ForwarderProcess
     from netns_helpers.pasta import PastaProcess
     from podpy.engine.network_opts import NetworkSpec
 
@@ -227,6 +229,7 @@ class SlirpProcess(ChildProcess):
         self._log_fd = log_fd
         self._reaped = False
         self.ports: List[PortLike] = []  # what start_user_network() published
+        self.forwarder: Optional[ForwarderProcess] = None  # the published ports' relay
 
     def add_port_forward(
         self, protocol: str, host_addr: str, host_port: int, guest_port: int
@@ -257,10 +260,14 @@ class SlirpProcess(ChildProcess):
             "pid": self.pid,
             "fds": [self.exit_fd, self._log_fd],
             "unlink": [self.api_socket] if self.api_socket else [],
+            "also": [self.forwarder.handoff()] if self.forwarder is not None else [],
         }
 
     def stop(self) -> None:
-        """Close the exit fd (slirp4netns exits), escalate to SIGTERM/SIGKILL, reap, clean up."""
+        """Close the exit fd (slirp4netns exits), escalate to SIGTERM/SIGKILL, reap, clean up;
+        the port forwarder, if any, first."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
         if self.exit_fd >= 0:
             os.close(self.exit_fd)
             self.exit_fd = -1
@@ -537,6 +544,10 @@ def start_user_network(
     before starting anything, and stores the result for `podpy port`). The returned process
     has `.ports`, the published mappings; call its stop() when the container exits. Logs go
     to RUN_DIR/slirp4netns.log or RUN_DIR/pasta.log. On failure nothing is left running.
+
+    slirp4netns publishes through the port forwarder (netns_helpers/forward.py, podman's
+    default `port_handler=rootlesskit`: RUN_DIR/ports.log), or through slirp4netns's own
+    add_hostfwd with `port_handler=slirp4netns`; pasta forwards ports itself.
     """
     if isinstance(spec, Mapping):
         mode = str(spec["mode"])
@@ -571,15 +582,43 @@ def start_user_network(
             # Random, not just the pid: another user's stale socket of a recycled pid cannot be
             # unlinked in sticky /tmp (EPERM), and inside the user namespace every uid is 0.
             api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}-{os.urandom(6).hex()}.sock"
-        process = start_slirp4netns(
-            target,
-            SlirpConfig.from_options(options, mac_address),
-            api_socket,
-            userns_path=userns_path,
-            log_path=os.path.join(run_dir, "slirp4netns.log"),
-        )
+        config = SlirpConfig.from_options(options, mac_address)
+        forwarder = None
+        if ports and options.get("port_handler") != "slirp4netns":
+            # podman's default port handler (rootlessport): the host ports are bound here,
+            # before anything starts, and a forwarder dials the container from inside its
+            # netns; it starts while slirp4netns does.
+            from netns_helpers.forward import forward_ports
+
+            if isinstance(target, int):
+                netns, userns = f"/proc/{target}/ns/net", f"/proc/{target}/ns/user"
+            else:
+                netns, userns = target, userns_path
+            forwarder = forward_ports(
+                ports,
+                config.guest_address,
+                netns,
+                userns=userns,
+                log_path=os.path.join(run_dir, "ports.log"),
+            )
         try:
-            process.publish(ports)
+            process = start_slirp4netns(
+                target,
+                config,
+                api_socket,
+                userns_path=userns_path,
+                log_path=os.path.join(run_dir, "slirp4netns.log"),
+            )
+        except BaseException:
+            if forwarder is not None:
+                forwarder.stop()
+            raise
+        process.forwarder = forwarder
+        try:
+            if forwarder is not None:
+                forwarder.wait_ready()
+            else:
+                process.publish(ports)
         except BaseException:
             process.stop()
             raise

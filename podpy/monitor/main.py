@@ -127,6 +127,8 @@ class HandedOverProcess:
             if info.get("term")
             else (0, signal.SIGTERM, signal.SIGKILL)
         )
+        # helpers that go with it (slirp4netns's port forwarder): stopped first
+        self.also = [HandedOverProcess(other) for other in info.get("also", [])]
 
     def _gone(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -142,6 +144,8 @@ class HandedOverProcess:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        for other in self.also:
+            other.stop()
         for fd in self.fds:
             os.close(fd)  # slirp4netns exits when its exit fd closes
         self.fds = []
@@ -517,7 +521,8 @@ class Monitor:
             if fd >= 0
         ]
         if state["network"]:
-            fds += [fd for fd in state["network"].get("fds", []) if fd >= 0]
+            for helper in [state["network"], *state["network"].get("also", [])]:
+                fds += [fd for fd in helper.get("fds", []) if fd >= 0]
         for fd in fds:
             os.set_inheritable(fd, True)
         path = os.path.join(self.spec["run_dir"], "monitor-resume.json")

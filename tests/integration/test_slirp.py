@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from procs import all_pids, cmdline_of, parent_of, pid_alive, wait_gone
 
 from tests.conftest import IS_ROOT, SYSTEM_PYTHON, Runner, unique_name
 
@@ -377,3 +378,173 @@ def test_helper_entry_checks_ports(who: Runner, workdir: Path) -> None:
         assert f"0.0.0.0:{port}: bind: address already in use" in json.loads(bad.stdout)["error"]
     finally:
         taken.close()
+
+
+# --- `run -p` end to end: the port forwarder (netns_helpers/forward.py) --------------------------
+
+# This busybox's nc has no UDP mode: the UDP echo server is the host's python3, bind-mounted.
+UDP_ECHO_SERVER = (
+    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('0.0.0.0', 9999))\nwhile True:\n    d, a = s.recvfrom(65535)\n"
+    "    s.sendto(b'echo:' + d, a)\n"
+)
+HOST_PYTHON = (
+    "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu "
+    "/host/bin/python3 -S"
+)
+SERVE = (
+    "mkdir -p /www && echo hello-fwd > /www/index.html && httpd -p 80 -h /www && "
+    f'exec {HOST_PYTHON} -c "$ECHO"'
+)
+
+
+@pytest.fixture
+def image(as_each, busybox_image: str) -> str:
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    return busybox_image
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(host: str, port: int, timeout: float = 15) -> str:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:  # httpd may not listen yet right after `run -d` returns
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _udp(host: str, port: int, payload: bytes, timeout: float = 15) -> bytes:
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        while time.monotonic() < deadline:  # the echo server may not be bound yet
+            sock.sendto(payload, (host, port))
+            try:
+                data, source = sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            assert source == (host, port)
+            return data
+    return b""
+
+
+def _monitor_children(monitor: int) -> Dict[str, List[int]]:
+    found: Dict[str, List[int]] = {"forwarder": [], "slirp4netns": []}
+    for pid in all_pids():
+        if parent_of(pid) != monitor or not pid_alive(pid):
+            continue
+        cmdline = cmdline_of(pid)
+        if "port-forward" in cmdline:
+            found["forwarder"].append(pid)
+        elif "slirp4netns" in cmdline:
+            found["slirp4netns"].append(pid)
+    return found
+
+
+def _assert_listenable(port: int) -> None:
+    with socket.socket() as sock:  # as a forwarder binds: TIME_WAIT leftovers do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _inspect(runner: Runner, name: str) -> Dict[str, Any]:
+    return json.loads(runner.ok("inspect", "--type", "container", name))[0]
+
+
+def test_run_publishes_tcp_and_udp_through_the_forwarder(as_each, image: str) -> None:
+    from netns_helpers.files import host_primary_ip
+
+    name = unique_name("fwd")
+    local, anywhere, udp = _free_port(), _free_port(), _free_port(socket.SOCK_DGRAM)
+    as_each.ok(
+        "run", "-d", "--name", name, "--network", "slirp4netns", "-v", "/usr:/host:ro", "-e", f"ECHO={UDP_ECHO_SERVER}",
+        "-p", f"127.0.0.1:{local}:80", "-p", f"{anywhere}:80", "-p", f"{udp}:9999/udp",
+        image, "sh", "-c", SERVE,
+    )  # fmt: skip
+    try:
+        monitor = _inspect(as_each, name)["State"]["ConmonPid"]
+        assert _http("127.0.0.1", local) == "hello-fwd\n"
+        assert _http("127.0.0.1", anywhere) == "hello-fwd\n"
+        assert _http(host_primary_ip(), anywhere) == "hello-fwd\n"
+        # UDP from 127.0.0.1 (slirp4netns's own forwarding cannot answer loopback clients)
+        assert _udp("127.0.0.1", udp, b"ping") == b"echo:ping"
+        assert _udp(host_primary_ip(), udp, b"pong") == b"echo:pong"
+        assert sorted(as_each.ok("port", name).splitlines()) == sorted(
+            [
+                f"80/tcp -> 127.0.0.1:{local}",
+                f"80/tcp -> 0.0.0.0:{anywhere}",
+                f"9999/udp -> 0.0.0.0:{udp}",
+            ]
+        )
+        helpers = _monitor_children(monitor)
+        assert len(helpers["forwarder"]) == 1 and len(helpers["slirp4netns"]) == 1, helpers
+        print(f"\n[{as_each.user or 'root'}] forwarder RSS {_rss_kib(helpers['forwarder'][0])} KiB")
+        # a second container wanting the same host port: one line, nothing left running
+        clash = as_each.podpy(
+            "run", "--rm", "--network", "slirp4netns", "-p", f"{anywhere}:80", image, "true"
+        )
+        assert clash.returncode == 125
+        error = [line for line in clash.stderr.splitlines() if line.startswith("Error")]
+        assert len(error) == 1 and error[0].endswith(
+            f"listen tcp 0.0.0.0:{anywhere}: bind: address already in use"
+        )
+    finally:
+        as_each.ok("rm", "-f", "-t", "0", name)
+    for pid in helpers["forwarder"] + helpers["slirp4netns"]:
+        assert wait_gone(pid), f"rm -f left {cmdline_of(pid)!r} running"
+    _assert_listenable(local)  # the host port is free again
+
+
+def test_forwarder_and_slirp_die_with_a_killed_monitor(as_each, image: str) -> None:
+    name = unique_name("fwdkill")
+    port = _free_port()
+    as_each.ok("run", "-d", "--name", name, "--network", "slirp4netns", "-p", f"127.0.0.1:{port}:80", image, "httpd", "-f", "-p", "80")  # fmt: skip
+    monitor = _inspect(as_each, name)["State"]["ConmonPid"]
+    deadline = time.monotonic() + 10
+    while "--resume" not in cmdline_of(monitor):  # handed over across the monitor's re-exec
+        assert time.monotonic() < deadline, "the monitor never re-executed itself"
+        time.sleep(0.05)
+    helpers = _monitor_children(monitor)
+    assert len(helpers["forwarder"]) == 1 and len(helpers["slirp4netns"]) == 1, helpers
+    os.kill(monitor, 9)
+    for pid in helpers["forwarder"] + helpers["slirp4netns"]:
+        assert wait_gone(pid), f"{cmdline_of(pid)!r} outlived its monitor"
+    assert _inspect(as_each, name)["State"]["Status"] == "exited"  # noticed by the next command
+    as_each.ok("rm", "-f", name)
+    _assert_listenable(port)
+
+
+def test_slirp4netns_port_handler_still_forwards(as_each, image: str) -> None:
+    name = unique_name("fwdslirp")
+    port = _free_port()
+    as_each.ok(
+        "run", "-d", "--name", name, "--network", "slirp4netns:port_handler=slirp4netns",
+        "-p", f"127.0.0.1:{port}:80", image, "sh", "-c",
+        "mkdir -p /www && echo hello-fwd > /www/index.html && exec httpd -f -p 80 -h /www",
+    )  # fmt: skip
+    try:
+        monitor = _inspect(as_each, name)["State"]["ConmonPid"]
+        assert _http("127.0.0.1", port) == "hello-fwd\n"
+        assert _monitor_children(monitor)["forwarder"] == []  # slirp4netns's add_hostfwd
+    finally:
+        as_each.ok("rm", "-f", "-t", "0", name)

@@ -298,7 +298,9 @@ def test_in_user_namespace_reads_uid_map() -> None:
     assert ports.in_user_namespace() is (not initial)
 
 
-@pytest.mark.parametrize("module", ["netns_helpers.slirp", "netns_helpers.pasta"])
+@pytest.mark.parametrize(
+    "module", ["netns_helpers.slirp", "netns_helpers.pasta", "netns_helpers.forward"]
+)
 def test_monitor_side_modules_stay_light(module: str) -> None:
     # The monitor imports these for the container's whole life: no parser (dataclasses,
     # ipaddress), no shutil/subprocess, and never pyroute2.
@@ -313,3 +315,211 @@ def test_monitor_side_modules_stay_light(module: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+# --- the port forwarder (netns_helpers/forward.py), in this network namespace ---------------
+
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+class _Servers:
+    """Upstream test servers on 127.0.0.1: a TCP server that reads everything, answers with
+    the byte count and sha256 after the client's half-close, and a UDP echo."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp_peers: List[Tuple[str, int]] = []
+        for target in (self._serve_tcp, self._serve_udp):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _serve_tcp(self) -> None:
+        import hashlib
+
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn:
+                digest, size = hashlib.sha256(), 0
+                while True:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        break
+                    digest.update(data)
+                    size += len(data)
+                conn.sendall(f"{size} {digest.hexdigest()}".encode())
+
+    def _serve_udp(self) -> None:
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(65535)
+            except OSError:
+                return
+            self.udp_peers.append(peer)
+            self.udp.sendto(b"echo:" + data, peer)
+
+    def close(self) -> None:
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture
+def forwarder() -> Iterator[Tuple[_Servers, int, int, object]]:
+    from netns_helpers import forward
+
+    servers = _Servers()
+    tcp_port, udp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+    mappings = [
+        {
+            "host_ip": "127.0.0.1",
+            "host_port": tcp_port,
+            "container_port": servers.tcp.getsockname()[1],
+            "protocol": "tcp",
+        },
+        {
+            "host_ip": "127.0.0.1",
+            "host_port": udp_port,
+            "container_port": servers.udp.getsockname()[1],
+            "protocol": "udp",
+        },
+    ]
+    process = forward.forward_ports(mappings, "127.0.0.1", None)
+    process.wait_ready()
+    try:
+        yield servers, tcp_port, udp_port, process
+    finally:
+        pid = process.pid
+        process.stop()
+        servers.close()
+        assert not _alive(pid), "stop() left the forwarder running"
+
+
+def test_forwarder_relays_tcp_both_ways_with_half_close(forwarder) -> None:
+    import hashlib
+    import os
+
+    _servers, tcp_port, _udp_port, _process = forwarder
+    payload = os.urandom(8 << 20) + b"end"
+    with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # the server answers only after seeing our EOF
+        answer = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.decode() == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}"
+    for _ in range(20):  # many short connections (each one two relay threads)
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as sock:
+            sock.sendall(b"x")
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(100).startswith(b"1 ")
+
+
+def test_forwarder_gives_each_udp_client_its_own_flow(forwarder) -> None:
+    servers, _tcp_port, udp_port, _process = forwarder
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for index, client in enumerate(clients):
+            client.settimeout(5)
+            client.sendto(f"ping{index}".encode(), ("127.0.0.1", udp_port))
+        for index, client in enumerate(clients):
+            data, source = client.recvfrom(100)
+            assert data == f"echo:ping{index}".encode()
+            assert source == ("127.0.0.1", udp_port)  # from the published port, as a client expects
+        clients[0].sendto(b"again", ("127.0.0.1", udp_port))
+        assert clients[0].recvfrom(100)[0] == b"echo:again"
+        assert len(set(servers.udp_peers)) == 2  # one upstream socket per client
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_forwarder_closes_a_connection_nothing_answers() -> None:
+    from netns_helpers import forward
+
+    port, dead = _free_port(), _free_port()
+    process = forward.forward_ports(
+        [{"host_ip": "127.0.0.1", "host_port": port, "container_port": dead}],
+        "127.0.0.1",
+        None,
+    )
+    try:
+        process.wait_ready()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert sock.recv(10) == b""
+    finally:
+        process.stop()
+
+
+def test_forwarder_bind_conflict_is_podmans_line_and_leaves_nothing(listening_tcp: int) -> None:
+    from netns_helpers import forward
+
+    free = _free_port()
+    with pytest.raises(ports.PortInUse) as caught:
+        forward.bind_listeners(
+            [
+                {"host_ip": "127.0.0.1", "host_port": free, "container_port": 80},
+                {"host_ip": "", "host_port": listening_tcp, "container_port": 80},
+            ]
+        )
+    assert caught.value.message.endswith(
+        f"listen tcp 0.0.0.0:{listening_tcp}: bind: address already in use"
+    )
+    with socket.socket() as sock:  # the first, successful bind was released
+        sock.bind(("127.0.0.1", free))
+
+
+def test_forwarder_reports_a_netns_it_cannot_enter(tmp_path: Path) -> None:
+    from netns_helpers import forward
+    from podpy.errors import PodpyError
+
+    not_a_netns = tmp_path / "plain-file"
+    not_a_netns.write_text("")
+    process = forward.forward_ports(
+        [{"host_ip": "127.0.0.1", "host_port": _free_port(), "container_port": 80}],
+        "10.0.2.100",
+        str(not_a_netns),
+    )
+    with pytest.raises(PodpyError) as caught:
+        process.wait_ready()
+    process.stop()
+    assert caught.value.message.startswith("port forwarder: entering the container's network: ")
+    assert "\n" not in caught.value.message
+
+
+def test_forwarder_process_imports_little() -> None:
+    # It lives as long as the container and starts on the `run -p` path: its bootstrap skips
+    # the zipapp's __main__ (runpy), JSON, the parser (dataclasses, ipaddress), even typing.
+    from netns_helpers import forward
+
+    argv = forward.forwarder_argv([], "127.0.0.1", -1, -1, -1, None)
+    code = argv[4].replace("main(sys.argv[3:])", "print(' '.join(sorted(sys.modules)))")
+    result = subprocess.run(argv[:4] + [code] + argv[5:], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "netns_helpers.forward" in loaded
+    unwanted = {"json", "typing", "platform", "dataclasses", "ipaddress", "runpy", "threading"}
+    assert not loaded & unwanted, loaded & unwanted
+    assert not [m for m in loaded if m.startswith("podpy.engine")]

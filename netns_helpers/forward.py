@@ -1,0 +1,489 @@
+"""Published ports through a forwarder process (podman's `rootlessport` role): the host side
+listens, the container side is dialled from inside the container's network namespace, and the
+bytes are moved between the two sockets with splice(2), never through slirp4netns's user-mode
+TCP stack.
+
+Two halves:
+
+- Monitor side (`bind_listeners`, `start_forwarder`, `ForwarderProcess`): the host sockets are
+  bound in the caller (before the container starts, so a taken port is podman's one-line
+  error and nothing is left running), then handed to `python3 podpy.pyz __netns` (op
+  `port-forward`) as inherited fds together with an fd of the container's netns. The
+  forwarder dies with its starter (PR_SET_PDEATHSIG) or when its exit fd closes.
+- Forwarder side (`serve`): joins the container's netns (and its user namespace when the
+  caller is not in it yet), says "ready" on a pipe, then loops: a TCP connection is accepted
+  on the host socket and relayed, by two threads (one per direction, splice through a pipe,
+  a half-close passed on as shutdown(SHUT_WR)), to a socket connected to TARGET:CTRPORT made
+  in the container's netns; a UDP datagram from a new client address gets its own socket in
+  the container's netns (so replies go back to that client from the host socket), dropped
+  after UDP_IDLE seconds without traffic.
+
+As podman, the target is the container's address (slirp4netns's 10.0.2.100, or its address on
+a user-defined network), not its loopback: a service bound to 127.0.0.1 in the container is
+not published. Stdlib + podpy.linux only (the monitor imports the first half).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import time
+
+TYPE_CHECKING = False  # no typing at run time: the forwarder lives as long as the container
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+    from netns_helpers.ports import PortLike
+
+READY_TIMEOUT = 10.0
+PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size's default: bytes moved per splice call
+COPY_CHUNK = 1 << 18  # the fallback when splice is refused
+UDP_IDLE = 90.0  # seconds a UDP client's flow lives without traffic (rootlesskit's timeout)
+UDP_MAX = 65535
+CONNECT_TIMEOUT = 10.0
+_SOCKET_TYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+
+
+class Listener:
+    """A bound host socket and the container port it publishes."""
+
+    def __init__(self, sock: socket.socket, protocol: str, container_port: int):
+        self.sock = sock
+        self.protocol = protocol
+        self.container_port = container_port
+
+
+# --- monitor side ---------------------------------------------------------------------------
+
+
+def bind_listeners(ports: Sequence[PortLike]) -> List[Listener]:
+    """Bind (and for TCP listen on) every published host port; PortInUse naming the first
+    port that cannot be bound, with every socket bound so far closed."""
+    from netns_helpers.ports import bind_error, port_fields
+
+    listeners: List[Listener] = []
+    try:
+        for port in ports:
+            host_ip, host_port, container_port, protocol = port_fields(port)
+            if protocol not in _SOCKET_TYPES:
+                from podpy.errors import PodpyError
+
+                raise PodpyError(
+                    f"publishing {protocol} ports is not supported by the port forwarder",
+                    hint="publish tcp or udp ports, or use --network pasta",
+                )
+            family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+            sock = socket.socket(family, _SOCKET_TYPES[protocol])
+            try:
+                if protocol == "tcp":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((host_ip or "0.0.0.0", host_port))
+                if protocol == "tcp":
+                    sock.listen(socket.SOMAXCONN)
+            except OSError as err:
+                sock.close()
+                raise bind_error(protocol, host_ip, host_port, err) from None
+            listeners.append(Listener(sock, protocol, container_port))
+    except BaseException:
+        for listener in listeners:
+            listener.sock.close()
+        raise
+    return listeners
+
+
+class ForwarderError(Exception):
+    pass
+
+
+class ForwarderProcess:
+    """The monitor's handle on a running forwarder (our child: stop() reaps it)."""
+
+    def __init__(self, pid: int, exit_fd: int, ready_fd: int, log_fd: int):
+        self.pid = pid
+        self.exit_fd = exit_fd  # our write end: closing it ends the forwarder
+        self._ready_fd = ready_fd
+        self._log_fd = log_fd
+        self._reaped = False
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Block until the forwarder is in the container's netns; PodpyError if it failed."""
+        from podpy.errors import PodpyError
+
+        if self._ready_fd < 0:
+            return
+        fd, self._ready_fd = self._ready_fd, -1
+        chunks = []
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                    raise PodpyError(f"the port forwarder did not start within {timeout:g}s")
+                data = os.read(fd, 4096)
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(fd)
+        text = b"".join(chunks).decode(errors="replace").strip()
+        if text == "ok":
+            return
+        if not text:  # it died before it could say why: its output says
+            from netns_helpers.slirp import read_log
+
+            log = read_log(self._log_fd).strip().splitlines()
+            text = log[-1] if log else "it exited"
+        raise PodpyError(f"port forwarder: {text}")
+
+    def handoff(self) -> Dict[str, Any]:
+        """For the monitor's re-exec (podpy/monitor/main.py HandedOverProcess)."""
+        # "term": SIGTERM at once (no handler: it ends the forwarder), no grace period
+        return {"pid": self.pid, "fds": [self.exit_fd, self._log_fd], "unlink": [], "term": True}
+
+    def stop(self) -> None:
+        """End it now (it holds nothing that needs a graceful end, and may still be starting
+        up, deaf to its exit fd) and reap it."""
+        for attr in ("exit_fd", "_ready_fd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+        if not self._reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass  # already gone, or collected by the monitor's reaper
+            self._reaped = True
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+
+
+# The forwarder is started without the zipapp's __main__ (runpy, role dispatch, JSON): only
+# what relaying needs is imported, which halves its start-up (it is on the `run -p` path).
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from netns_helpers.forward import main; main(sys.argv[3:])"
+)
+MARK = "port-forward"  # in the forwarder's command line, for ps and the tests
+
+
+def forwarder_argv(
+    listeners: Sequence[Tuple[int, str, int]],
+    target_ip: str,
+    ready_fd: int,
+    exit_fd: int,
+    netns_fd: int,
+    userns: Optional[str],
+) -> List[str]:
+    """python3 -I -S -c BOOTSTRAP ROOT port-forward TARGET READY EXIT NETNS USERNS FD:PROTO:PORT...
+    ROOT is the zipapp (or source tree) this module was loaded from."""
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fixed = [target_ip, str(ready_fd), str(exit_fd), str(netns_fd), userns or "-"]
+    specs = [f"{fd}:{protocol}:{port}" for fd, protocol, port in listeners]
+    return [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, root, MARK, *fixed, *specs]
+
+
+def _forwarder_child(
+    argv: List[str],
+    fd_map: Dict[int, int],
+    log_fd: int,
+    parent: int,
+    userns: Optional[str],
+    netns_fd: int,
+    ready_w: int,
+) -> None:
+    """In the forked child: enter the container's namespaces, say so, exec. Never returns."""
+    from netns_helpers.slirp import _exec_child
+    from podpy import linux
+
+    try:
+        linux.set_pdeathsig(signal.SIGKILL)
+        try:
+            _enter_namespaces(userns, netns_fd, linux)
+        except OSError as err:
+            os.write(ready_w, f"entering the container's network: {err}".encode())
+            os._exit(125)
+        os.write(ready_w, b"ok")
+        _exec_child(argv, fd_map, log_fd, parent, linux)
+    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+        pass
+    os._exit(127)
+
+
+def start_forwarder(
+    listeners: Sequence[Listener],
+    target_ip: str,
+    netns: Optional[str],
+    *,
+    userns: Optional[str] = None,
+    log_path: Optional[str] = None,
+) -> ForwarderProcess:
+    """Start the forwarder for bound `listeners`, dialling TARGET_IP:CTRPORT from inside the
+    netns at path `netns` (None: stay in ours), after joining `userns` if we are not in it.
+
+    A forked child of ours enters the namespaces, reports on a pipe (wait_ready() reads it:
+    a few milliseconds), then executes the lean forwarder, whose Python start-up overlaps
+    the container's (connections and datagrams queue on the bound sockets meanwhile). Our
+    copies of the listening sockets are closed here.
+    """
+    from netns_helpers.slirp import open_log
+
+    fd_map: Dict[int, int] = {}
+    entries = []
+    for index, listener in enumerate(listeners):
+        fd_map[3 + index] = listener.sock.fileno()
+        entries.append((3 + index, listener.protocol, listener.container_port))
+    exit_fd = 3 + len(entries)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    opened = [ready_r, ready_w, exit_r, exit_w]
+    try:
+        netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC) if netns else -1
+        if netns_fd >= 0:
+            opened.append(netns_fd)
+        fd_map[exit_fd] = exit_r
+        log_fd = open_log(log_path, os.path.dirname(log_path) if log_path else "/tmp")
+        opened.append(log_fd)
+        argv = forwarder_argv(entries, target_ip, -1, exit_fd, -1, None)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _forwarder_child(argv, fd_map, log_fd, parent, userns, netns_fd, ready_w)
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        raise
+    finally:
+        for listener in listeners:
+            listener.sock.close()
+    for fd in (ready_w, exit_r) + ((netns_fd,) if netns_fd >= 0 else ()):
+        os.close(fd)
+    return ForwarderProcess(pid, exit_w, ready_r, log_fd)
+
+
+def forward_ports(
+    ports: Sequence[PortLike], target_ip: str, netns: Optional[str], **kwargs: Any
+) -> ForwarderProcess:
+    """bind_listeners() + start_forwarder(): the forwarder is starting when this returns."""
+    return start_forwarder(bind_listeners(ports), target_ip, netns, **kwargs)
+
+
+# --- forwarder side -------------------------------------------------------------------------
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
+def _copy(src: socket.socket, dst: socket.socket) -> None:
+    """The plain copy loop, for the rare socket splice refuses."""
+    buf = bytearray(COPY_CHUNK)
+    view = memoryview(buf)
+    while True:
+        n = src.recv_into(buf)
+        if not n:
+            return
+        dst.sendall(view[:n])
+
+
+def _pump(src: socket.socket, dst: socket.socket, linux: Any) -> None:
+    """src -> dst until src's end of stream (passed on as a half-close) or an error (which
+    ends both directions)."""
+    pipe_r = pipe_w = -1
+    try:
+        pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            import fcntl
+
+            size = fcntl.fcntl(pipe_w, linux.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # over the user's pipe-user-pages-soft: keep the default size
+            size = 65536
+        src_fd, dst_fd = src.fileno(), dst.fileno()
+        splice = linux.splice
+        try:
+            moved = splice(src_fd, pipe_w, size)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
+            _copy(src, dst)
+            moved = 0
+        while moved:
+            while moved:
+                moved -= splice(pipe_r, dst_fd, moved)
+            moved = splice(src_fd, pipe_w, size)
+        _shutdown(dst, socket.SHUT_WR)
+    except OSError:
+        _shutdown(src, socket.SHUT_RDWR)
+        _shutdown(dst, socket.SHUT_RDWR)
+    finally:
+        for fd in (pipe_r, pipe_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _relay(client: socket.socket, address: Tuple[str, int], linux: Any) -> None:
+    """One connection: dial the container, then one thread per direction (this one and a
+    second); the sockets are closed once both directions are done."""
+    import _thread
+
+    try:
+        upstream = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
+    except OSError:
+        client.close()  # nothing listens in the container: the client sees the close
+        return
+    upstream.settimeout(None)
+    client.settimeout(None)
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def back() -> None:
+        try:
+            _pump(upstream, client, linux)
+        finally:
+            done.release()
+
+    try:
+        _thread.start_new_thread(back, ())
+    except RuntimeError:  # cannot start a thread (pids limit)
+        client.close()
+        upstream.close()
+        return
+    _pump(client, upstream, linux)
+    done.acquire()
+    client.close()
+    upstream.close()
+
+
+class _UdpFlow:
+    __slots__ = ("host", "client", "upstream", "last")
+
+    def __init__(self, host: socket.socket, client: Any, upstream: socket.socket):
+        self.host = host
+        self.client = client
+        self.upstream = upstream
+        self.last = time.monotonic()
+
+
+def _enter_namespaces(userns: Optional[str], netns_fd: int, linux: Any) -> None:
+    if userns and os.stat(userns).st_ino != os.stat("/proc/self/ns/user").st_ino:
+        linux.setns_path(userns, linux.CLONE_NEWUSER)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    if netns_fd >= 0:
+        linux.setns(netns_fd, linux.CLONE_NEWNET)
+        os.close(netns_fd)
+
+
+def main(argv: Sequence[str]) -> None:
+    """The forwarder (argv as forwarder_argv() builds it, after the mark); never returns
+    while its exit fd is open."""
+    import _thread
+
+    from podpy import linux
+
+    target, ready, exit_text, netns_text, userns = argv[:5]
+    ready_fd, exit_fd = int(ready), int(exit_text)
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    try:
+        _enter_namespaces(None if userns == "-" else userns, int(netns_text), linux)
+    except OSError as err:
+        if ready_fd >= 0:
+            os.write(ready_fd, f"entering the container's network: {err}".encode())
+        os._exit(125)
+    if ready_fd >= 0:
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    poller = select.poll()
+    poller.register(exit_fd, select.POLLIN)
+    tcp: Dict[int, Tuple[socket.socket, int]] = {}
+    udp: Dict[int, Tuple[socket.socket, int]] = {}
+    flows: Dict[Tuple[int, Any], _UdpFlow] = {}
+    upstreams: Dict[int, _UdpFlow] = {}
+    for spec in argv[5:]:
+        fd_text, protocol, port_text = spec.split(":")
+        sock = socket.socket(fileno=int(fd_text))
+        sock.setblocking(False)
+        table = tcp if protocol == "tcp" else udp
+        table[sock.fileno()] = (sock, int(port_text))
+        poller.register(sock.fileno(), select.POLLIN)
+
+    def drop(flow: _UdpFlow) -> None:
+        flows.pop((flow.host.fileno(), flow.client), None)
+        upstreams.pop(flow.upstream.fileno(), None)
+        poller.unregister(flow.upstream.fileno())
+        flow.upstream.close()
+
+    next_sweep = time.monotonic() + UDP_IDLE
+    while True:
+        try:
+            events = poller.poll(int(UDP_IDLE * 250) if upstreams else None)
+        except InterruptedError:
+            continue
+        for fd, _mask in events:
+            if fd == exit_fd:
+                os._exit(0)
+            if fd in tcp:
+                listener, port = tcp[fd]
+                try:
+                    client, _ = listener.accept()
+                except OSError:  # the client went away, or EMFILE: keep serving
+                    continue
+                try:
+                    _thread.start_new_thread(_relay, (client, (target, port), linux))
+                except RuntimeError:
+                    client.close()
+            elif fd in udp:
+                host, port = udp[fd]
+                try:
+                    data, client = host.recvfrom(UDP_MAX)
+                except OSError:
+                    continue
+                flow = flows.get((fd, client))
+                if flow is None:
+                    try:
+                        upstream = socket.socket(family, socket.SOCK_DGRAM)
+                        upstream.setblocking(False)
+                        upstream.connect((target, port))
+                    except OSError:
+                        continue
+                    flow = _UdpFlow(host, client, upstream)
+                    flows[(fd, client)] = flow
+                    upstreams[upstream.fileno()] = flow
+                    poller.register(upstream.fileno(), select.POLLIN)
+                flow.last = time.monotonic()
+                try:
+                    flow.upstream.send(data)
+                except OSError:
+                    pass  # ECONNREFUSED from an earlier datagram: nothing listens yet
+            elif fd in upstreams:
+                flow = upstreams[fd]
+                try:
+                    data = flow.upstream.recv(UDP_MAX)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    continue  # ICMP port unreachable for an earlier datagram
+                flow.last = time.monotonic()
+                try:
+                    flow.host.sendto(data, flow.client)
+                except OSError:
+                    pass
+        now = time.monotonic()
+        if now >= next_sweep:
+            next_sweep = now + UDP_IDLE / 4
+            for flow in [f for f in upstreams.values() if now - f.last > UDP_IDLE]:
+                drop(flow)
