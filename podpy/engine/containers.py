@@ -585,12 +585,16 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         # --rm: the monitor removes the container itself once it has exited (no second
         # podpy process to start), through the same engine code as `podpy rm`.
         "remove": bool(config.get("remove")),
+        # ... without the engine when nothing but the row and these dirs goes (monitor/main.py)
+        "remove_dirs": removal_dirs(eng, row["id"]),
+        "image_name": config.get("image_name") or "",
         "store": {"root": eng.paths.graph_root, "runroot": eng.paths.run_root},
         "userns_path": userns_path,  # pod members join the infra's user namespace (rootless)
         "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
     }
     path = os.path.join(rdir, "monitor.json")
-    write_atomic(path, json.dumps(spec).encode(), mode=0o600)
+    # Atomic but not fsynced: the run root is volatile and the monitor reads it at once.
+    write_atomic(path, json.dumps(spec).encode(), mode=0o600, durable=False)
     return path
 
 
@@ -681,7 +685,10 @@ def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
 
     spec_path = monitor_spec(eng, row, foreground=True)
     argv = podpy_argv(lean=True) + ["__monitor", spec_path]
-    eng.close()
+    # The state DB is deliberately not closed: closing SQLite's last connection checkpoints
+    # the WAL (fsyncs) on the way to the container. Its descriptors are close-on-exec, so
+    # execve releases them and their locks, as if the process had ended; the monitor's own
+    # DB writes checkpoint everything moments later.
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, _monitor_env())
@@ -757,11 +764,16 @@ def wait(eng: Engine, ref: str, interval: float = 0.05) -> int:
 # --- remove ---------------------------------------------------------------------------------
 
 
+def removal_dirs(eng: Engine, cid: str) -> List[str]:
+    """What `rm` deletes on disk; the monitor of a --rm container gets the same list."""
+    return [container_dir(eng, cid), run_dir(eng, cid)]
+
+
 def _remove_dirs(eng: Engine, cid: str) -> None:
     """Delete the container's storage; rootless, inside the user namespace (sub-uid files)."""
     from podpy.atomic import remove_tree
 
-    targets = [container_dir(eng, cid), run_dir(eng, cid)]
+    targets = removal_dirs(eng, cid)
     if eng.paths.rootless:
         from podpy import rootless
 

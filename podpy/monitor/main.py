@@ -40,6 +40,10 @@ READ_CHUNK = 65536
 # Attach clients' resize channel (conmon's ctl FIFO role): "ROWS COLS" in the run dir, then
 # SIGWINCH to the monitor (engine/container_ops.attach).
 WINSIZE_FILE = "winsize"
+# How long the set-up interpreter supervises before it re-executes into the lean one: a
+# short-lived container (`run --rm IMG true`) is finished by then and never pays for the
+# re-exec; a long-lived one sheds the set-up modules a moment later.
+LEAN_AFTER_SECONDS = 0.4
 
 
 class MonitorError(Exception):
@@ -66,13 +70,28 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-def _write_json_atomic(path: str, obj: Dict[str, Any]) -> None:
+def _write_json(path: str, obj: Dict[str, Any], durable: bool = False) -> None:
+    """Atomic replace (temp + rename); `durable` adds an fsync, for what must survive a crash
+    of the machine."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _tty_to_json(attrs: Optional[list]) -> Optional[list]:
+    """termios attributes as JSON (control characters as numbers, which tcsetattr takes)."""
+    if attrs is None:
+        return None
+    cc = [c[0] if isinstance(c, bytes) else int(c) for c in attrs[6]]
+    return [*attrs[:6], cc]
+
+
+def _tty_from_json(attrs: Optional[list]) -> Optional[list]:
+    return None if attrs is None else [*attrs[:6], list(attrs[6])]
 
 
 def bind_unix(sock: socket.socket, path: str) -> None:
@@ -186,6 +205,7 @@ class Monitor:
         self.driver: Any = None
         self.network: Any = None
         self.saved_tty: Optional[list] = None
+        self.stdin_done = False  # our own stdin reached EOF (foreground -i/-t)
 
     # --- setup ------------------------------------------------------------------------
 
@@ -254,7 +274,7 @@ class Monitor:
             )
 
     def _raw_terminal(self) -> None:
-        if self.foreground and self.tty and os.isatty(0):
+        if self.saved_tty is None and self.foreground and self.tty and os.isatty(0):
             import termios
             import tty
 
@@ -462,13 +482,18 @@ class Monitor:
             sys.stderr.write(f"Error: {err}\n")
             self.finish(err.exit_code)
             return err.exit_code
-        self._exec_lean()  # returns only when something cannot be handed over
-        return self.supervise()
+        return self.supervise(slim_down=True)
 
-    def supervise(self) -> int:
-        """The long part of the monitor's life: relay, log, reap, then finish."""
+    def supervise(self, slim_down: bool = False) -> int:
+        """The long part of the monitor's life: relay, log, reap, then finish. With
+        `slim_down`, a container still running after LEAN_AFTER_SECONDS is handed over to the
+        lean interpreter (this process is replaced and never returns here)."""
         self._raw_terminal()
+        # PODPY_MONITOR_LEAN_AFTER (seconds) lets tests widen the window before the re-exec.
+        lean_after = float(os.environ.get("PODPY_MONITOR_LEAN_AFTER") or LEAN_AFTER_SECONDS)
         try:
+            if slim_down and not self._loop(time.monotonic() + lean_after):
+                self._exec_lean()  # returns only when something cannot be handed over
             self._loop()
         finally:
             self._restore_terminal()
@@ -492,26 +517,31 @@ class Monitor:
             "container_pid": self.container_pid,
             "outputs": {str(fd): stream for fd, stream in self.outputs.items()},
             "stdin_write": self.stdin_write,
+            "stdin_done": self.stdin_done,
             "pty_master": self.pty_master,
             "attach_listener": (
                 self.attach_listener.detach() if self.attach_listener is not None else -1
             ),
+            "clients": [client.detach() for client in self.clients],
+            # The terminal is already raw: the resumed monitor restores these settings.
+            "saved_tty": _tty_to_json(self.saved_tty),
             "network": network,
         }
 
     def _exec_lean(self) -> None:
         if os.environ.get("PODPY_MONITOR_NO_REEXEC") == "1":
             return
-        try:
-            pid, status = os.waitpid(self.container_pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = 0, 0
-        if pid == self.container_pid:
-            # Already done (`run --rm IMG true`): re-executing would only cost time.
-            self.exit_status = status
-            return
-        state = self._handoff_state()
+        # From here on signals stay pending (not lost) until the new image has installed its
+        # handlers; those that already arrived are handled now, so none is dropped.
+        handled = PROXIED_SIGNALS + (signal.SIGCHLD,)
+        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+        self._handle_signals()
+        self._reap()
+        state = None if self.exit_status is not None else self._handoff_state()
         if state is None:
+            # Exited meanwhile (the loop drains and finishes), or a helper that cannot be
+            # handed over: stay as we are.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
             return
         from podpy.selfexec import podpy_argv
 
@@ -520,15 +550,14 @@ class Monitor:
             for fd in (state["stdin_write"], state["pty_master"], state["attach_listener"])
             if fd >= 0
         ]
+        fds += state["clients"]
         if state["network"]:
             for helper in [state["network"], *state["network"].get("also", [])]:
                 fds += [fd for fd in helper.get("fds", []) if fd >= 0]
         for fd in fds:
             os.set_inheritable(fd, True)
         path = os.path.join(self.spec["run_dir"], "monitor-resume.json")
-        _write_json_atomic(path, {"spec": self.spec, "state": state})
-        # Signals wait (pending, not lost) until the new image has installed its handlers.
-        signal.pthread_sigmask(signal.SIG_BLOCK, PROXIED_SIGNALS + (signal.SIGCHLD,))
+        _write_json(path, {"spec": self.spec, "state": state})
         signal.set_wakeup_fd(-1)
         argv = podpy_argv(lean=True) + ["__monitor", "--resume", path]
         sys.stdout.flush()
@@ -545,41 +574,59 @@ class Monitor:
         monitor.container_pid = state["container_pid"]
         monitor.outputs = {int(fd): stream for fd, stream in state["outputs"].items()}
         monitor.stdin_write = state["stdin_write"]
+        monitor.stdin_done = bool(state.get("stdin_done"))
         monitor.pty_master = state["pty_master"]
         if state["attach_listener"] >= 0:
             monitor.attach_listener = socket.socket(fileno=state["attach_listener"])
             monitor.attach_listener.setblocking(False)
+        monitor.clients = [socket.socket(fileno=fd) for fd in state.get("clients") or []]
+        monitor.saved_tty = _tty_from_json(state.get("saved_tty"))
         if state.get("network"):
             monitor.network = HandedOverProcess(state["network"])
         for fd in [*monitor.outputs, monitor.stdin_write, monitor.pty_master]:
             if fd >= 0:
                 os.set_inheritable(fd, False)
+        for sock in monitor.clients + (
+            [monitor.attach_listener] if monitor.attach_listener is not None else []
+        ):
+            sock.set_inheritable(False)
         monitor._open_log()
         monitor._install_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, PROXIED_SIGNALS + (signal.SIGCHLD,))
         return monitor
 
-    def _loop(self) -> None:
+    def _loop(self, deadline: Optional[float] = None) -> bool:
+        """Relay, log and reap until the container has exited and its output is drained
+        (True), or until `deadline` (a time.monotonic() value) passes first (False)."""
         poller = select.poll()
         poller.register(self.wakeup_r, select.POLLIN)
         for fd in self.outputs:
             poller.register(fd, select.POLLIN)
-        own_stdin = self.foreground and (self.keep_stdin or self.tty)
-        if own_stdin:
+        if self.foreground and (self.keep_stdin or self.tty) and not self.stdin_done:
             poller.register(0, select.POLLIN)
         if self.attach_listener is not None:
             poller.register(self.attach_listener.fileno(), select.POLLIN)
         client_fds: Dict[int, socket.socket] = {}
+        for client in self.clients:
+            client_fds[client.fileno()] = client
+            poller.register(client.fileno(), select.POLLIN)
         self._reap()
         while True:
             if self.exit_status is not None and not self.outputs:
-                break
+                return True
             # After the container exits, drain what is buffered but never block on a pipe
             # a grandchild may still hold open.
-            timeout = 100 if self.exit_status is not None else None
+            timeout: Optional[int] = None
+            if self.exit_status is not None:
+                timeout = 100
+            elif deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                timeout = int(remaining * 1000) + 1
             events = poller.poll(timeout)
             if not events and self.exit_status is not None:
-                break
+                return True
             for fd, mask in events:
                 if fd == self.wakeup_r:
                     self._handle_signals()
@@ -597,6 +644,7 @@ class Monitor:
                         self._container_input(data)
                     else:
                         poller.unregister(0)
+                        self.stdin_done = True
                         self._close_stdin()
                 elif self.attach_listener is not None and fd == self.attach_listener.fileno():
                     client, _ = self.attach_listener.accept()
@@ -647,21 +695,52 @@ class Monitor:
             except OSError:
                 pass
         if self.spec.get("exit_file"):
-            _write_json_atomic(
+            _write_json(
                 self.spec["exit_file"],
                 {"exit_code": code, "finished_at": finished, "oom_killed": oom},
             )
+        lean_removal = self._lean_removal()
         if self.spec.get("db"):
             from podpy.monitor import record
 
             try:
-                record.mark_exited(
-                    self.spec["db"], self.cid, self.spec.get("name", ""), code, finished, oom
+                recorded = record.mark_exited(
+                    self.spec["db"],
+                    self.cid,
+                    self.spec.get("name", ""),
+                    code,
+                    finished,
+                    oom,
+                    remove_image=self.spec.get("image_name", "") if lean_removal else None,
                 )
             except Exception as err:  # the exit file still tells the next podpy command
                 sys.stderr.write(f"podpy monitor: recording the exit failed: {err}\n")
+            else:
+                if lean_removal and recorded:
+                    self._remove_dirs()
+                    return code
         self._run_cleanup()
         return code
+
+    def _lean_removal(self) -> bool:
+        """--rm of a container that owns nothing but its row and its directories (no network
+        addresses, no anonymous volumes): removed here with plain sqlite3 and the directory
+        list `podpy rm` uses, instead of importing the engine (~80 ms at every `run --rm`)."""
+        spec = self.spec
+        if not spec.get("remove") or not spec.get("db") or "remove_dirs" not in spec:
+            return False
+        if (spec.get("network") or {}).get("mode") == "bridge":
+            return False  # addresses to give back (engine.networks)
+        return not any(vol.get("anonymous") for vol in spec.get("volumes") or [])
+
+    def _remove_dirs(self) -> None:
+        from podpy.atomic import remove_tree
+
+        for path in self.spec["remove_dirs"]:
+            try:
+                remove_tree(path)
+            except OSError as err:
+                sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
 
     def _run_cleanup(self) -> None:
         """--rm: remove the container now that its exit is recorded, in this process (the

@@ -43,6 +43,7 @@ def mount_rootfs(spec: Dict[str, Any]) -> str:
             rootfs["work"],
             merged,
             userxattr=bool(spec.get("rootless")),
+            volatile=bool(spec.get("remove")),  # as podman: a --rm container's upper is scratch
         )
     return merged
 

@@ -182,23 +182,34 @@ def mount_overlay(
     work: Optional[str],
     target: str,
     userxattr: bool = True,
+    volatile: bool = False,
 ) -> None:
-    """Native overlayfs; call from inside the user+mount namespace for rootless (kernel >= 5.11)."""
+    """Native overlayfs; call from inside the user+mount namespace for rootless (kernel >= 5.11).
+
+    `volatile` (podman does it for --rm containers) skips every sync of the upper layer,
+    unmount's included, which on a disk costs tens of milliseconds; the container's changes
+    do not survive a crash of the machine, and the container does not outlive its run anyway.
+    """
     from podpy import linux as L
 
     opts = ["lowerdir=" + ":".join(lower)]
     if upper:
         opts += ["upperdir=" + upper, "workdir=" + (work or "")]
-    if userxattr:
-        opts.append("userxattr")
-    try:
-        L.mount("overlay", target, "overlay", 0, ",".join(opts))
-    except OSError as err:
-        if userxattr and err.errno == errno.EINVAL:
-            # Kernels before 5.11 do not know userxattr; retry without it.
-            L.mount("overlay", target, "overlay", 0, ",".join(opts[:-1]))
-        else:
-            raise
+    if volatile and upper and work:
+        # A volatile mount leaves work/incompat/volatile behind, and the kernel refuses to
+        # mount over it again: drop the marker of our own previous run.
+        marker = os.path.join(work, "work", "incompat", "volatile")
+        if os.path.isdir(marker):
+            os.rmdir(marker)
+    optional = (["userxattr"] if userxattr else []) + (["volatile"] if volatile and upper else [])
+    # Kernels before 5.11 know no userxattr, before 5.10 no volatile: retry without them.
+    for extra in (optional, optional[:1], []) if len(optional) == 2 else (optional, []):
+        try:
+            L.mount("overlay", target, "overlay", 0, ",".join(opts + extra))
+            return
+        except OSError as err:
+            if err.errno != errno.EINVAL or not extra:
+                raise
 
 
 def mask_path(path: str) -> None:

@@ -189,6 +189,42 @@ def test_exit_codes(as_each, image: str, argv: List[str], code: int) -> None:
     assert as_each.ok("ps", "-aq") == ""  # --rm removed it in every case
 
 
+def _container_events(runner, name: str) -> List[Dict]:
+    lines = runner.ok(
+        "events", "--stream=false", "--format", "json", "--filter", f"container={name}"
+    )
+    return [json.loads(line) for line in lines.splitlines()]
+
+
+def test_rm_flag_leaves_what_rm_leaves(as_each, image: str) -> None:
+    """The monitor removes a --rm container without the engine (plain sqlite3 + the engine's
+    own list of directories): afterwards the store looks exactly as after `podpy rm`, and
+    the journal has the same events, `remove` included."""
+    kept, gone = unique_name("rmref"), unique_name("rmlean")
+    store = json.loads(as_each.ok("info", "--format", "json"))["store"]
+    roots = [Path(store["graphRoot"]) / "containers", Path(store["runRoot"]) / "containers"]
+
+    def leftovers(cid: str) -> List[Path]:
+        return [root / cid for root in roots if (root / cid).exists()]
+
+    as_each.ok("run", "--name", kept, "--network", "none", image, "true")
+    kept_id = inspect_one(as_each, kept)["Id"]
+    assert leftovers(kept_id), "a stopped container keeps its directories"
+    as_each.ok("rm", kept)
+    as_each.ok("run", "--rm", "--name", gone, "--network", "none", image, "sh", "-c", "echo x >/f")
+    names = ps_names(as_each, "-a")
+    assert kept not in names and gone not in names
+    events = {name: _container_events(as_each, name) for name in (kept, gone)}
+    gone_id = events[gone][0]["ID"]
+    assert HEX64.match(gone_id) and not leftovers(gone_id) and not leftovers(kept_id)
+
+    def shape(evs: List[Dict]) -> List[tuple]:
+        return [(e["Status"], e["Type"], e["Image"], e["Attributes"]) for e in evs]
+
+    assert shape(events[gone]) == shape(events[kept])
+    assert [e["Status"] for e in events[gone]][-2:] == ["died", "remove"]
+
+
 def test_exit_codes_podpy_errors(as_each, image: str) -> None:
     runner = as_each
     result = runner.podpy("run", "--rm", "--user", "nosuch", image, "true")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import time
 import uuid
 from typing import Dict, List
@@ -170,3 +172,70 @@ def test_monitor_slims_down_and_keeps_supervising(as_each, image: str) -> None:
     assert wait_gone(monitor) and all(wait_gone(p) for p in slirp)
     assert as_each.ok("logs", name).split() == ["started", "bye"]
     as_each.ok("rm", name)
+
+
+def _connect(path: str) -> socket.socket:
+    """connect() to a unix socket whose path may be past sun_path's 108 bytes."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dir_fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+    finally:
+        os.close(dir_fd)
+    return sock
+
+
+def _read_frames_until(sock: socket.socket, needle: bytes, timeout: float = 30) -> bytes:
+    """Payloads of attach frames ([stream, 0, 0, 0, len_be32] + data) until `needle` shows."""
+    data, payload = b"", b""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(1)
+    while needle not in payload:
+        assert time.monotonic() < deadline, f"no {needle!r} in {payload!r}"
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        assert chunk, f"attach socket closed; got {payload!r}"
+        data += chunk
+        while len(data) >= 8:
+            size = struct.unpack(">I", data[4:8])[0]
+            if len(data) < 8 + size:
+                break
+            payload, data = payload + data[8 : 8 + size], data[8 + size :]
+    return payload
+
+
+def test_attach_client_is_handed_over_when_slimming(as_each, image: str) -> None:
+    """A client that attached before the monitor re-executed itself stays attached: it keeps
+    receiving output and its input still reaches the container."""
+    name = unique_name("slimatt")
+    cid = as_each.ok(
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        "while read line; do echo got $line; done",
+        env={"PODPY_MONITOR_LEAN_AFTER": "3"},
+    ).strip()
+    try:
+        store = json.loads(as_each.ok("info", "--format", "json"))["store"]
+        monitor = inspect_one(as_each, name)["State"]["ConmonPid"]
+        sock = _connect(os.path.join(store["runRoot"], "containers", cid, "attach.sock"))
+        assert "--resume" not in cmdline_of(monitor), "re-executed before the client attached"
+        sock.sendall(b"before\n")
+        assert b"got before" in _read_frames_until(sock, b"got before")
+        deadline = time.monotonic() + 30
+        while "--resume" not in cmdline_of(monitor):
+            assert time.monotonic() < deadline, "the monitor never re-executed itself"
+            time.sleep(0.05)
+        sock.sendall(b"after\n")
+        assert b"got after" in _read_frames_until(sock, b"got after")
+        sock.close()
+        assert inspect_one(as_each, name)["State"]["Status"] == "running"
+    finally:
+        as_each.podpy("rm", "-f", name)
