@@ -593,8 +593,7 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
     }
     path = os.path.join(rdir, "monitor.json")
-    # Atomic but not fsynced: the run root is volatile and the monitor reads it at once.
-    write_atomic(path, json.dumps(spec).encode(), mode=0o600, durable=False)
+    write_atomic(path, json.dumps(spec).encode(), mode=0o600)
     return path
 
 
@@ -685,10 +684,7 @@ def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
 
     spec_path = monitor_spec(eng, row, foreground=True)
     argv = podpy_argv(lean=True) + ["__monitor", spec_path]
-    # The state DB is deliberately not closed: closing SQLite's last connection checkpoints
-    # the WAL (fsyncs) on the way to the container. Its descriptors are close-on-exec, so
-    # execve releases them and their locks, as if the process had ended; the monitor's own
-    # DB writes checkpoint everything moments later.
+    eng.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, _monitor_env())
