@@ -40,10 +40,8 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 10.0
 PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size's default: bytes moved per splice call
-COPY_CHUNK = 1 << 18  # the fallback when splice is refused
 UDP_IDLE = 90.0  # seconds a UDP client's flow lives without traffic (rootlesskit's timeout)
 UDP_MAX = 65535
-CONNECT_TIMEOUT = 10.0
 _SOCKET_TYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 
 
@@ -278,6 +276,13 @@ def forward_ports(
 
 
 # --- forwarder side -------------------------------------------------------------------------
+# One thread, one epoll loop: no thread per connection (each would cost a clone, a stack and,
+# on a busy host, waits for the GIL), sockets non-blocking, bytes moved by splice(2) through
+# a pipe per direction.
+
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+_ERR = select.EPOLLERR | select.EPOLLHUP
+_ROUNDS = 8  # pipe-fulls moved per direction and wake-up before others get a turn
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
@@ -287,83 +292,69 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         pass
 
 
-def _copy(src: socket.socket, dst: socket.socket) -> None:
-    """The plain copy loop, for the rare socket splice refuses."""
-    buf = bytearray(COPY_CHUNK)
-    view = memoryview(buf)
-    while True:
-        n = src.recv_into(buf)
-        if not n:
-            return
-        dst.sendall(view[:n])
+class _Direction:
+    """src -> dst through a pipe; `pending` bytes sit in the pipe."""
 
+    __slots__ = ("src", "dst", "src_fd", "dst_fd", "pipe_r", "pipe_w", "size", "pending", "eof")
 
-def _pump(src: socket.socket, dst: socket.socket, linux: Any) -> None:
-    """src -> dst until src's end of stream (passed on as a half-close) or an error (which
-    ends both directions)."""
-    pipe_r = pipe_w = -1
-    try:
-        pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+    def __init__(self, src: socket.socket, dst: socket.socket, linux: Any):
+        import fcntl
+
+        self.src, self.dst = src, dst
+        self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            import fcntl
-
-            size = fcntl.fcntl(pipe_w, linux.F_SETPIPE_SZ, PIPE_SIZE)
+            self.size = fcntl.fcntl(self.pipe_w, linux.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # over the user's pipe-user-pages-soft: keep the default size
-            size = 65536
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        splice = linux.splice
-        try:
-            moved = splice(src_fd, pipe_w, size)
-        except OSError as err:
-            if err.errno not in (errno.EINVAL, errno.ENOSYS):
-                raise
-            _copy(src, dst)
-            moved = 0
-        while moved:
-            while moved:
-                moved -= splice(pipe_r, dst_fd, moved)
-            moved = splice(src_fd, pipe_w, size)
-        _shutdown(dst, socket.SHUT_WR)
-    except OSError:
-        _shutdown(src, socket.SHUT_RDWR)
-        _shutdown(dst, socket.SHUT_RDWR)
-    finally:
-        for fd in (pipe_r, pipe_w):
-            if fd >= 0:
-                os.close(fd)
+            self.size = 65536
+        self.pending = 0
+        self.eof = False
+
+    def pump(self, splice: Any) -> None:
+        """Move what can be moved now; OSError on a reset or broken connection."""
+        for _ in range(_ROUNDS):
+            while self.pending:
+                moved = splice(self.pipe_r, self.dst_fd, self.pending)
+                if moved < 0:
+                    return  # dst is full: wait until it is writable
+                self.pending -= moved
+            if self.eof:
+                return
+            moved = splice(self.src_fd, self.pipe_w, self.size)
+            if moved < 0:
+                return  # nothing to read: wait until src is readable
+            if moved == 0:
+                self.eof = True  # end of stream: pass the half-close on
+                _shutdown(self.dst, socket.SHUT_WR)
+                return
+            self.pending = moved
+
+    def close(self) -> None:
+        os.close(self.pipe_r)
+        os.close(self.pipe_w)
 
 
-def _relay(client: socket.socket, address: Tuple[str, int], linux: Any) -> None:
-    """One connection: dial the container, then one thread per direction (this one and a
-    second); the sockets are closed once both directions are done."""
-    import _thread
+class _Connection:
+    __slots__ = ("client", "upstream", "directions", "masks")
 
-    try:
-        upstream = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
-    except OSError:
-        client.close()  # nothing listens in the container: the client sees the close
-        return
-    upstream.settimeout(None)
-    client.settimeout(None)
-    done = _thread.allocate_lock()
-    done.acquire()
+    def __init__(self, client: socket.socket, upstream: socket.socket):
+        self.client, self.upstream = client, upstream
+        self.directions: List[_Direction] = []  # empty while the upstream connect is pending
+        self.masks: Dict[int, int] = {}
 
-    def back() -> None:
-        try:
-            _pump(upstream, client, linux)
-        finally:
-            done.release()
+    def wanted(self, sock: socket.socket) -> int:
+        if not self.directions:  # connecting: the upstream's writability says it is done
+            return _OUT if sock is self.upstream else 0
+        mask = 0
+        for direction in self.directions:
+            if direction.src is sock and not direction.eof and not direction.pending:
+                mask |= _IN
+            if direction.dst is sock and direction.pending:
+                mask |= _OUT
+        return mask
 
-    try:
-        _thread.start_new_thread(back, ())
-    except RuntimeError:  # cannot start a thread (pids limit)
-        client.close()
-        upstream.close()
-        return
-    _pump(client, upstream, linux)
-    done.acquire()
-    client.close()
-    upstream.close()
+    def finished(self) -> bool:
+        return bool(self.directions) and all(d.eof and not d.pending for d in self.directions)
 
 
 class _UdpFlow:
@@ -386,16 +377,181 @@ def _enter_namespaces(userns: Optional[str], netns_fd: int, linux: Any) -> None:
         os.close(netns_fd)
 
 
+class _Forwarder:
+    def __init__(self, target: str, exit_fd: int, linux: Any):
+        self.target = target
+        self.family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        self.exit_fd = exit_fd
+        self.linux = linux
+        self.splice = linux.splice_nonblock
+        self.epoll = select.epoll()
+        self.epoll.register(exit_fd, _IN)
+        self.tcp: Dict[int, Tuple[socket.socket, int]] = {}
+        self.udp: Dict[int, Tuple[socket.socket, int]] = {}
+        self.connections: Dict[int, _Connection] = {}  # by either socket's fd
+        self.flows: Dict[Tuple[int, Any], _UdpFlow] = {}
+        self.upstreams: Dict[int, _UdpFlow] = {}
+
+    def listen(self, fd: int, protocol: str, port: int) -> None:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        (self.tcp if protocol == "tcp" else self.udp)[fd] = (sock, port)
+        self.epoll.register(fd, _IN)
+
+    # TCP
+    def _accept(self, fd: int) -> None:
+        listener, port = self.tcp[fd]
+        try:
+            client, _ = listener.accept()
+        except OSError:  # the client went away, or EMFILE: keep serving
+            return
+        client.setblocking(False)
+        upstream = socket.socket(self.family, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        code = upstream.connect_ex((self.target, port))
+        if code not in (0, errno.EINPROGRESS):
+            client.close()  # nothing listens in the container: the client sees the close
+            upstream.close()
+            return
+        conn = _Connection(client, upstream)
+        self.connections[client.fileno()] = conn
+        self.connections[upstream.fileno()] = conn
+        conn.masks = {client.fileno(): 0}
+        self.epoll.register(client.fileno(), 0)
+        conn.masks[upstream.fileno()] = _OUT
+        self.epoll.register(upstream.fileno(), _OUT)
+
+    def _close(self, conn: _Connection) -> None:
+        for sock in (conn.client, conn.upstream):
+            fd = sock.fileno()
+            if fd >= 0:
+                self.connections.pop(fd, None)
+                try:
+                    self.epoll.unregister(fd)
+                except OSError:
+                    pass
+                sock.close()
+        for direction in conn.directions:
+            direction.close()
+        conn.directions = []
+
+    def _connection_event(self, conn: _Connection, fd: int, events: int) -> None:
+        try:
+            if not conn.directions:
+                if fd != conn.upstream.fileno():
+                    if events & _ERR:  # the client left before the container answered
+                        self._close(conn)
+                    return
+                error = conn.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self._close(conn)
+                    return
+                try:
+                    conn.upstream.getpeername()
+                except OSError:
+                    return  # a stale event for a reused fd: still connecting
+                conn.directions = [
+                    _Direction(conn.client, conn.upstream, self.linux),
+                    _Direction(conn.upstream, conn.client, self.linux),
+                ]
+            for direction in conn.directions:
+                direction.pump(self.splice)
+        except OSError:  # reset, broken pipe: end both directions
+            self._close(conn)
+            return
+        if conn.finished():
+            self._close(conn)
+            return
+        stuck = True
+        for sock in (conn.client, conn.upstream):
+            sock_fd = sock.fileno()
+            mask = conn.wanted(sock)
+            if mask:
+                stuck = False
+            if conn.masks.get(sock_fd) != mask:
+                conn.masks[sock_fd] = mask
+                self.epoll.modify(sock_fd, mask)
+        if stuck and events & _ERR:  # hung up with nothing left to move: do not spin
+            self._close(conn)
+
+    # UDP
+    def _datagram_in(self, fd: int) -> None:
+        host, port = self.udp[fd]
+        try:
+            data, client = host.recvfrom(UDP_MAX)
+        except OSError:
+            return
+        flow = self.flows.get((fd, client))
+        if flow is None:
+            upstream = socket.socket(self.family, socket.SOCK_DGRAM)
+            try:
+                upstream.setblocking(False)
+                upstream.connect((self.target, port))
+            except OSError:
+                upstream.close()
+                return
+            flow = _UdpFlow(host, client, upstream)
+            self.flows[(fd, client)] = flow
+            self.upstreams[upstream.fileno()] = flow
+            self.epoll.register(upstream.fileno(), _IN)
+        flow.last = time.monotonic()
+        try:
+            flow.upstream.send(data)
+        except OSError:
+            pass  # ECONNREFUSED from an earlier datagram: nothing listens yet
+
+    def _datagram_back(self, fd: int) -> None:
+        flow = self.upstreams[fd]
+        try:
+            data = flow.upstream.recv(UDP_MAX)
+        except OSError:  # not ready, or ICMP port unreachable for an earlier datagram
+            return
+        flow.last = time.monotonic()
+        try:
+            flow.host.sendto(data, flow.client)
+        except OSError:
+            pass
+
+    def _sweep(self, now: float) -> None:
+        for flow in [f for f in self.upstreams.values() if now - f.last > UDP_IDLE]:
+            self.flows.pop((flow.host.fileno(), flow.client), None)
+            self.upstreams.pop(flow.upstream.fileno(), None)
+            self.epoll.unregister(flow.upstream.fileno())
+            flow.upstream.close()
+
+    def run(self) -> None:
+        next_sweep = time.monotonic() + UDP_IDLE / 4
+        while True:
+            try:
+                events = self.epoll.poll(UDP_IDLE / 4 if self.upstreams else -1)
+            except InterruptedError:
+                continue
+            for fd, mask in events:
+                conn = self.connections.get(fd)
+                if conn is not None:
+                    self._connection_event(conn, fd, mask)
+                elif fd in self.tcp:
+                    self._accept(fd)
+                elif fd in self.udp:
+                    self._datagram_in(fd)
+                elif fd in self.upstreams:
+                    self._datagram_back(fd)
+                elif fd == self.exit_fd:
+                    os._exit(0)
+            if self.upstreams:
+                now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + UDP_IDLE / 4
+                    self._sweep(now)
+
+
 def main(argv: Sequence[str]) -> None:
     """The forwarder (argv as forwarder_argv() builds it, after the mark); never returns
     while its exit fd is open."""
-    import _thread
-
     from podpy import linux
 
     target, ready, exit_text, netns_text, userns = argv[:5]
-    ready_fd, exit_fd = int(ready), int(exit_text)
-    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    ready_fd = int(ready)
     try:
         _enter_namespaces(None if userns == "-" else userns, int(netns_text), linux)
     except OSError as err:
@@ -406,84 +562,8 @@ def main(argv: Sequence[str]) -> None:
         os.write(ready_fd, b"ok")
         os.close(ready_fd)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-
-    poller = select.poll()
-    poller.register(exit_fd, select.POLLIN)
-    tcp: Dict[int, Tuple[socket.socket, int]] = {}
-    udp: Dict[int, Tuple[socket.socket, int]] = {}
-    flows: Dict[Tuple[int, Any], _UdpFlow] = {}
-    upstreams: Dict[int, _UdpFlow] = {}
+    forwarder = _Forwarder(target, int(exit_text), linux)
     for spec in argv[5:]:
         fd_text, protocol, port_text = spec.split(":")
-        sock = socket.socket(fileno=int(fd_text))
-        sock.setblocking(False)
-        table = tcp if protocol == "tcp" else udp
-        table[sock.fileno()] = (sock, int(port_text))
-        poller.register(sock.fileno(), select.POLLIN)
-
-    def drop(flow: _UdpFlow) -> None:
-        flows.pop((flow.host.fileno(), flow.client), None)
-        upstreams.pop(flow.upstream.fileno(), None)
-        poller.unregister(flow.upstream.fileno())
-        flow.upstream.close()
-
-    next_sweep = time.monotonic() + UDP_IDLE
-    while True:
-        try:
-            events = poller.poll(int(UDP_IDLE * 250) if upstreams else None)
-        except InterruptedError:
-            continue
-        for fd, _mask in events:
-            if fd == exit_fd:
-                os._exit(0)
-            if fd in tcp:
-                listener, port = tcp[fd]
-                try:
-                    client, _ = listener.accept()
-                except OSError:  # the client went away, or EMFILE: keep serving
-                    continue
-                try:
-                    _thread.start_new_thread(_relay, (client, (target, port), linux))
-                except RuntimeError:
-                    client.close()
-            elif fd in udp:
-                host, port = udp[fd]
-                try:
-                    data, client = host.recvfrom(UDP_MAX)
-                except OSError:
-                    continue
-                flow = flows.get((fd, client))
-                if flow is None:
-                    try:
-                        upstream = socket.socket(family, socket.SOCK_DGRAM)
-                        upstream.setblocking(False)
-                        upstream.connect((target, port))
-                    except OSError:
-                        continue
-                    flow = _UdpFlow(host, client, upstream)
-                    flows[(fd, client)] = flow
-                    upstreams[upstream.fileno()] = flow
-                    poller.register(upstream.fileno(), select.POLLIN)
-                flow.last = time.monotonic()
-                try:
-                    flow.upstream.send(data)
-                except OSError:
-                    pass  # ECONNREFUSED from an earlier datagram: nothing listens yet
-            elif fd in upstreams:
-                flow = upstreams[fd]
-                try:
-                    data = flow.upstream.recv(UDP_MAX)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    continue  # ICMP port unreachable for an earlier datagram
-                flow.last = time.monotonic()
-                try:
-                    flow.host.sendto(data, flow.client)
-                except OSError:
-                    pass
-        now = time.monotonic()
-        if now >= next_sweep:
-            next_sweep = now + UDP_IDLE / 4
-            for flow in [f for f in upstreams.values() if now - f.last > UDP_IDLE]:
-                drop(flow)
+        forwarder.listen(int(fd_text), protocol, int(port_text))
+    forwarder.run()

@@ -392,3 +392,17 @@ def splice(fd_in: int, fd_out: int, count: int, flags: int = SPLICE_F_MOVE) -> i
         err = ctypes.get_errno()
         if err != errno.EINTR:
             raise OSError(err, f"splice: {os.strerror(err)}")
+
+
+def splice_nonblock(fd_in: int, fd_out: int, count: int) -> int:
+    """splice() with SPLICE_F_NONBLOCK for an event loop: -1 instead of an exception when
+    either side is not ready (EAGAIN), the hot path's common case."""
+    while True:
+        moved = _splice(fd_in, None, fd_out, None, count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+        if moved >= 0:
+            return moved
+        err = ctypes.get_errno()
+        if err == errno.EAGAIN:
+            return -1
+        if err != errno.EINTR:
+            raise OSError(err, f"splice: {os.strerror(err)}")
