@@ -11,9 +11,11 @@ tiny index.html. Measured from the host, in this process:
 - time to first byte: connect + `GET / HTTP/1.0` + first response byte, CONNECTIONS (50)
   fresh connections per side, interleaved across sides; median and p90 in ms.
 
-Sides: podpy `--network slirp4netns` (slirp4netns forwards the ports itself), podman
-`--network slirp4netns` (its default port handler, rootlessport) and podman
-`--network slirp4netns:port_handler=slirp4netns` (the same forwarding path as podpy).
+Sides: podpy `--network slirp4netns` (its default port handler: podpy's port forwarder,
+netns_helpers/forward.py, splice(2) to the container's address from inside its netns), podman
+`--network slirp4netns` (its default port handler, rootlessport: the side to match) and podman
+`--network slirp4netns:port_handler=slirp4netns` (slirp4netns's user-mode TCP, which podpy
+also offers with that option).
 Both pull the test busybox image from a local docker-registry started here. Root, or
 rootless via --user.
 
