@@ -471,6 +471,8 @@ def connect(
             ],
         }
         request.update(_nat_lists(eng))
+        if host_default(eng, network["name"]):  # the host's `ip podpy` table: its NAT
+            request["default_net"] = {"container_id": row["id"], "dnat": False}
         if eng.paths.rootless:
             holder = ensure_rootless_netns(eng)
             request["netns"] = f"/proc/{holder}/ns/net"
