@@ -11,9 +11,7 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import stat
-import uuid
 from typing import Iterator, List, Optional
 
 TEMP_PREFIX = ".podpy-tmp-"
@@ -25,7 +23,7 @@ def temp_sibling(final_path: str) -> str:
     directory, name = os.path.split(os.path.abspath(final_path))
     # Keep the name under NAME_MAX (255) even for long final names.
     return os.path.join(
-        directory, f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}"[:255]
+        directory, f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{name}"[:255]
     )
 
 
@@ -38,9 +36,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Replace `path` with `data`: readers (and a crash) see the old or the new content, never
-    a mix. The temporary is removed if anything fails."""
+    a mix. The temporary is removed if anything fails. `durable=False` skips the fsyncs, for
+    run-root files (tmpfs, gone at reboot anyway) whose reader starts right away."""
     tmp = temp_sibling(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -50,7 +49,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -58,7 +58,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _remove_tree_fixing_modes(path: str) -> None:
@@ -87,6 +88,8 @@ def remove_tree(path: str) -> None:
     if not os.path.isdir(path) or os.path.islink(path):
         os.unlink(path)
         return
+    import shutil  # not at import time: it loads the bz2 and lzma libraries
+
     try:
         shutil.rmtree(path)
     except FileNotFoundError:

@@ -19,16 +19,9 @@ _HISTORY_HEADERS = {"CreatedBy": "CREATED BY"}
 
 
 def _parse_bool(value: Optional[str], flag: str) -> Optional[bool]:
-    if value is None:
-        return None
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", ""):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    from podpy.errors import PodpyError
+    from podpy.cliopts import parse_bool  # one definition, shared with run/create's fast path
 
-    raise PodpyError(f'invalid value "{value}" for {flag}: use true or false')
+    return parse_bool(value, flag)
 
 
 # --- progress -------------------------------------------------------------------------------

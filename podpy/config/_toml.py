@@ -16,9 +16,27 @@ from podpy.errors import ConfigError
 
 KeyPath = Tuple[str, ...]
 
-_AT_LINE = re.compile(r"^(?P<what>.*?)\s*\(at line (?P<line>\d+), column \d+\)\s*$", re.S)
-_COMMENT_LINE = re.compile(r"^[ \t]*#[^\n]*", re.M)
-_AT_END = re.compile(r"^(?P<what>.*?)\s*\(at end of document\)\s*$", re.S)
+
+class LazyRegex:
+    """A regex compiled on first use: compiling at import costs every command's start-up,
+    and most never need the pattern (error messages, optional keys)."""
+
+    __slots__ = ("_pattern", "_flags", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self._pattern = pattern
+        self._flags = flags
+        self._compiled: Optional[re.Pattern] = None
+
+    def __getattr__(self, name: str) -> Any:  # .match, .search, .sub, ...
+        if self._compiled is None:
+            self._compiled = re.compile(self._pattern, self._flags)
+        return getattr(self._compiled, name)
+
+
+_AT_LINE = LazyRegex(r"^(?P<what>.*?)\s*\(at line (?P<line>\d+), column \d+\)\s*$", re.S)
+_COMMENT_LINE = LazyRegex(r"^[ \t]*#[^\n]*", re.M)
+_AT_END = LazyRegex(r"^(?P<what>.*?)\s*\(at end of document\)\s*$", re.S)
 
 
 def _toml_module() -> Any:

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from podpy.config._toml import MergedToml, Section, drop_in_files, read_toml
+from podpy.config._toml import LazyRegex, MergedToml, Section, drop_in_files, read_toml
 from podpy.errors import ConfigError
 
 # podman's defaults (containers/common pkg/config/default.go) where podpy follows them.
@@ -66,9 +66,9 @@ PULL_POLICIES = {
     "newer": "newer",
     "ifnewer": "newer",
 }
-_SHM_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?b?$", re.I)
-_ULIMIT = re.compile(r"^[a-z]+=(-?\d+|unlimited)(:(-?\d+|unlimited))?$")
-_UMASK = re.compile(r"^[0-7]{1,4}$")
+_SHM_SIZE = LazyRegex(r"^\d+(\.\d+)?[bkmg]?b?$", re.I)
+_ULIMIT = LazyRegex(r"^[a-z]+=(-?\d+|unlimited)(:(-?\d+|unlimited))?$")
+_UMASK = LazyRegex(r"^[0-7]{1,4}$")
 
 
 def _systemd_running() -> bool:

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from podpy.config._toml import MergedToml, describe, drop_in_files, read_toml
+from podpy.config._toml import LazyRegex, MergedToml, describe, drop_in_files, read_toml
 from podpy.errors import ConfigError
 
 SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
@@ -23,9 +23,9 @@ _DOMAIN = (
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
 )
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_REPO_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r":[\w][\w.-]{0,127}$")
+_DOMAIN_RE = LazyRegex(rf"^{_DOMAIN}$")
+_REPO_RE = LazyRegex(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = LazyRegex(r":[\w][\w.-]{0,127}$")
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from podpy.config._toml import MergedToml, Section, read_toml
+from podpy.config._toml import LazyRegex, MergedToml, Section, read_toml
 from podpy.errors import ConfigError
 
 KIND = "storage.conf"
 DRIVERS = ("", "overlay", "vfs", "btrfs", "zfs", "devicemapper", "aufs")
-_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
+_VARIABLE = LazyRegex(r"\$(\w+|\{\w+\})")
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,6 @@ def list_containers(eng: Engine, all_containers: bool = True) -> List[Dict[str, 
 
 def _run_options(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]) -> Dict[str, Any]:
     """The spec generator's RunOptions fields (container_id/rootfs are filled at start)."""
-    from podpy.spec.generate import parse_size
-
     env: List[str] = []
     for path in opts.env_files:
         env.extend(_read_env_file(path))
@@ -242,8 +240,8 @@ def _run_options(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any])
         "no_new_privileges": no_new_privs,
         "seccomp_profile": seccomp_profile,
         "init": opts.init,
-        "memory": parse_size(opts.memory) if opts.memory else None,
-        "memory_swap": (-1 if opts.memory_swap == "-1" else parse_size(opts.memory_swap))
+        "memory": _parse_size(opts.memory) if opts.memory else None,
+        "memory_swap": (-1 if opts.memory_swap == "-1" else _parse_size(opts.memory_swap))
         if opts.memory_swap
         else None,
         "cpus": opts.cpus,
@@ -264,6 +262,14 @@ def _run_options(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any])
                 hint="create the host directory first, or fix the -v source path",
             )
     return fields
+
+
+def _parse_size(text: str) -> int:
+    # Imported only when a size is given: the spec generator is the monitor's module and
+    # costs `podpy run` start-up time otherwise.
+    from podpy.spec.generate import parse_size
+
+    return parse_size(text)
 
 
 def _read_env_file(path: str) -> List[str]:
@@ -365,9 +371,7 @@ def create(
     for opt in opts.log_opts:
         key, _, value = opt.partition("=")
         if key == "max-size":
-            from podpy.spec.generate import parse_size
-
-            max_size = parse_size(value)
+            max_size = _parse_size(value)
         elif key == "path":
             log_path = os.path.abspath(value)
     names = image.names
@@ -593,7 +597,8 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
     }
     path = os.path.join(rdir, "monitor.json")
-    write_atomic(path, json.dumps(spec).encode(), mode=0o600)
+    # Atomic but not fsynced: the run root is volatile and the monitor reads it at once.
+    write_atomic(path, json.dumps(spec).encode(), mode=0o600, durable=False)
     return path
 
 
@@ -684,7 +689,10 @@ def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
 
     spec_path = monitor_spec(eng, row, foreground=True)
     argv = podpy_argv(lean=True) + ["__monitor", spec_path]
-    eng.close()
+    # The state DB is deliberately not closed: closing SQLite's last connection checkpoints
+    # the WAL (fsyncs) on the way to the container. Its descriptors are close-on-exec, so
+    # execve releases them and their locks, as if the process had ended; the monitor's own
+    # DB writes checkpoint everything moments later.
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, _monitor_env())
@@ -694,9 +702,33 @@ def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
 
 
 def _wait_monitor_gone(row: Dict[str, Any], timeout: float) -> bool:
+    """Wait until the container's monitor has exited; False on timeout. Woken by a pidfd the
+    moment it exits (no polling interval added to `rm -f` or `stop`), else polls /proc."""
     state = row.get("state") or {}
     pid, start_time = state.get("monitor_pid"), state.get("monitor_start")
     deadline = time.monotonic() + timeout
+    if not _alive(pid, start_time):
+        return True
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Linux < 5.3, or it exited meanwhile
+        pidfd = None
+    if pidfd is not None:
+        import select
+
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            # The pid was checked before the pidfd was opened: re-check it is still the
+            # monitor (not a reused pid) now that the pidfd pins the process.
+            while _alive(pid, start_time):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                poller.poll(max(1, min(int(left * 1000), 1000)))
+            return True
+        finally:
+            os.close(pidfd)
     while _alive(pid, start_time):
         if time.monotonic() >= deadline:
             return False
@@ -771,6 +803,15 @@ def _remove_dirs(eng: Engine, cid: str) -> None:
 
     targets = removal_dirs(eng, cid)
     if eng.paths.rootless:
+        # Usually every file is the user's (container root maps to the user): try as the
+        # user first, and pay for entering the user namespace only when sub-uid owned
+        # directories refuse.
+        try:
+            for target in targets:
+                remove_tree(target)
+            return
+        except OSError:
+            pass
         from podpy import rootless
 
         def work() -> int:

@@ -12,13 +12,26 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from podpy.errors import NoSuchObject, PodpyError
-from podpy.image import manifest as mf
 from podpy.image import reference as refs
-from podpy.storage.blobs import BlobStore
-from podpy.storage.layers import LayerStore
+
+if TYPE_CHECKING:  # imported on first use: `podpy run` of a local image needs neither
+    from podpy.image import manifest as mf
+    from podpy.storage.blobs import BlobStore
+    from podpy.storage.layers import LayerStore
 
 IMAGE_UNKNOWN = "image not known"
 # Unreferenced layer dirs/blobs younger than this may belong to a pull still running.
@@ -116,8 +129,24 @@ class ImageStore:
         self.engine = engine
         paths = engine.paths
         self.paths = paths
-        self.blobs = BlobStore(paths.blobs_dir)
-        self.layers = LayerStore(paths.layers_dir)
+        self._blobs: Optional[BlobStore] = None
+        self._layers: Optional[LayerStore] = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            from podpy.storage.blobs import BlobStore
+
+            self._blobs = BlobStore(self.paths.blobs_dir)
+        return self._blobs
+
+    @property
+    def layers(self) -> LayerStore:
+        if self._layers is None:
+            from podpy.storage.layers import LayerStore
+
+            self._layers = LayerStore(self.paths.layers_dir)
+        return self._layers
 
     @property
     def db(self) -> Any:
@@ -363,6 +392,8 @@ class ImageStore:
         layers: List[Dict[str, Any]],
     ) -> Tuple[str, bool]:
         """Record layers (complete) and the image, and point `name` at it; (id, newly added)."""
+        from podpy.image.manifest import OCI_MANIFEST
+
         image_id = config.digest.split(":", 1)[1]
         now = time.time()
         manifest_json = json.loads(manifest.raw) if manifest is not None else None
@@ -419,7 +450,7 @@ class ImageStore:
                     "repos": [repo_name] if repo_name else [],
                     "layers": chain,
                     "names_history": [],
-                    "manifest_type": manifest.media_type if manifest else mf.OCI_MANIFEST,
+                    "manifest_type": manifest.media_type if manifest else OCI_MANIFEST,
                 }
                 conn.execute(
                     "INSERT INTO images (id, digest, names_json, manifest_json, config_json, "
