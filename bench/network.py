@@ -10,6 +10,9 @@ tiny index.html. Measured from the host, in this process:
   time covers the bytes arriving in the container; medians of paired runs, MiB/s.
 - time to first byte: connect + `GET / HTTP/1.0` + first response byte, CONNECTIONS (50)
   fresh connections per side, interleaved across sides; median and p90 in ms.
+- UDP: round trip of one datagram from a fresh 127.0.0.1 socket to a published UDP port (an
+  echo server: the host's python3 bind-mounted at /host, busybox has none), interleaved with
+  the TTFB samples; median, p90 and lost datagrams.
 
 Sides: podpy `--network slirp4netns` (its default port handler: podpy's port forwarder,
 netns_helpers/forward.py, splice(2) to the container's address from inside its netns), podman
@@ -52,9 +55,20 @@ from _common import (  # noqa: E402
 
 SINK_PORT = 8080
 HTTP_PORT = 80
+UDP_PORT = 9999
 CHUNK = 1024 * 1024
+# busybox has no UDP server: the echo is the host's python3, bind-mounted read-only at /host
+UDP_ECHO = (
+    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    f"s.bind(('0.0.0.0', {UDP_PORT}))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(d, a)\n"
+)
+HOST_PYTHON = (
+    "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu "
+    "/host/bin/python3 -S"
+)
 CONTAINER_SCRIPT = (
     "mkdir -p /www && echo hello > /www/index.html && httpd -p 80 -h /www && "
+    f'{{ {HOST_PYTHON} -c "$ECHO" & }} && '
     "exec nc -ll -p 8080 -e sh -c 'exec dd of=/dev/null bs=1M 2>/dev/null'"
 )
 
@@ -75,6 +89,8 @@ class Side:
         self.http_port = 0
         self.throughputs: List[float] = []  # MiB/s
         self.ttfb: List[float] = []  # seconds
+        self.udp_port = 0
+        self.udp_rtt: List[float] = []  # seconds
         self.error: Optional[str] = None
 
     def run(self, *args: str, check: bool = True) -> str:
@@ -98,6 +114,7 @@ class Side:
 
     def start(self, image: str) -> None:
         self.sink_port, self.http_port = free_port(), free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
         out = self.run(
             "run",
             "-d",
@@ -106,6 +123,12 @@ class Side:
             f"127.0.0.1:{self.sink_port}:{SINK_PORT}",
             "-p",
             f"127.0.0.1:{self.http_port}:{HTTP_PORT}",
+            "-p",
+            f"127.0.0.1:{self.udp_port}:{UDP_PORT}/udp",
+            "-v",
+            "/usr:/host:ro",
+            "-e",
+            f"ECHO={UDP_ECHO}",
             image,
             "sh",
             "-c",
@@ -113,15 +136,41 @@ class Side:
         )
         self.container = out.strip().splitlines()[-1]
         wait_http(self.http_port)
+        try:
+            wait_udp(self.udp_port, 10)
+        except RuntimeError as err:  # slirp4netns's own forwarding ignores 127.0.0.1 clients
+            print(f"warning: {self.label}: {err}", file=sys.stderr)
+            self.udp_port = 0
 
     def remove(self) -> None:
         self.run("rm", "-af", "-t", "0", check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def udp_rtt_seconds(port: int, timeout: float = 2.0) -> float:
+    """One datagram to 127.0.0.1:PORT and its echo back (NaN if it was lost)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        start = time.perf_counter()
+        sock.sendto(b"ping", ("127.0.0.1", port))
+        try:
+            sock.recvfrom(2048)
+        except socket.timeout:
+            return float("nan")
+        return time.perf_counter() - start
+
+
+def wait_udp(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if udp_rtt_seconds(port, 0.2) == udp_rtt_seconds(port, 0.2):  # not NaN: answered
+            return
+    raise RuntimeError(f"the UDP echo on 127.0.0.1:{port} did not answer")
 
 
 def first_byte_seconds(port: int) -> float:
@@ -260,6 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             shift = index % len(live)
             for side in live[shift:] + live[:shift]:
                 side.ttfb.append(first_byte_seconds(side.http_port))
+                if side.udp_port:
+                    side.udp_rtt.append(udp_rtt_seconds(side.udp_port))
     finally:
         for side in sides:
             try:
@@ -275,13 +326,26 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(runtime_dir, ignore_errors=True)
 
     who = f"as {identity.user} (rootless)" if identity.user else "as root"
-    print(f"published TCP port, host -> container on 127.0.0.1, {who}")
+    print(f"published TCP and UDP ports, host -> container on 127.0.0.1, {who}")
     reference = sides[0]
-    header = f"{'side':36s} {'MiB/s':>8s} {'ratio':>6s}   {'TTFB ms':>8s} {'p90':>6s} {'ratio':>6s}"
+    header = (
+        f"{'side':36s} {'MiB/s':>8s} {'ratio':>6s}   {'TTFB ms':>8s} {'p90':>6s} {'ratio':>6s}"
+        f"   {'UDP RTT ms':>10s} {'p90':>6s} {'lost':>4s}"
+    )
     print(header)
     print("-" * len(header))
     mine_mbps = statistics.median(reference.throughputs) if reference.throughputs else None
     mine_ttfb = statistics.median(reference.ttfb) if reference.ttfb else None
+
+    def udp_columns(side: Side) -> str:
+        answered = [rtt for rtt in side.udp_rtt if rtt == rtt]  # NaN: lost
+        if not answered:
+            return f"   {'no answer':>10s}"
+        return (
+            f"   {statistics.median(answered) * 1000:10.2f} "
+            f"{percentile(answered, 0.9) * 1000:6.2f} {len(side.udp_rtt) - len(answered):4d}"
+        )
+
     for side in sides:
         if side.error:
             print(f"{side.label:36s} not available: {side.error[:100]}")
@@ -293,11 +357,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         ttfb_ratio = f"{mine_ttfb / ttfb:.2f}" if mine_ttfb and side is not reference else "-"
         print(
             f"{side.label:36s} {mbps:8.0f} {rate_ratio:>6s}   {ttfb * 1000:8.2f} "
-            f"{percentile(side.ttfb, 0.9) * 1000:6.2f} {ttfb_ratio:>6s}"
+            f"{percentile(side.ttfb, 0.9) * 1000:6.2f} {ttfb_ratio:>6s}" + udp_columns(side)
         )
     print(
         f"\nthroughput: median of {args.runs} paired transfers of {args.size_mib} MiB; "
-        f"TTFB: median/p90 of {args.connections} interleaved connections; "
+        f"TTFB and UDP echo round trip: median/p90 of {args.connections} interleaved samples; "
         "ratio = podpy / that side (target: throughput ratio >= 1.0)"
     )
     if args.json:
@@ -305,6 +369,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             side.label: {
                 "throughput_mib_s": side.throughputs,
                 "ttfb_s": side.ttfb,
+                "udp_rtt_s": [rtt if rtt == rtt else None for rtt in side.udp_rtt],
                 "error": side.error,
             }
             for side in sides

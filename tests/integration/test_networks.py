@@ -364,16 +364,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _proxies() -> List[int]:
+def _forwarders(monitor: int) -> List[int]:
+    """The port forwarders the monitor `monitor` started (other tests may run their own)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"port-forward" in f.read() and _alive(int(entry)):
-                        found.append(int(entry))
-            except OSError:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
+            if parent == monitor and b"port-forward" in cmdline and _alive(int(entry)):
+                found.append(int(entry))
     return found
 
 
@@ -384,7 +388,6 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     name, web = unique_name(), unique_name("web")
     as_each.ok("network", "create", name)
     port, udp_port = _free_port(), _free_port()
-    before = set(_proxies())
     # busybox nc has no UDP mode: the UDP echo server is the host's python3, bind-mounted
     echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('', 9999))\nwhile True:\n    d, a = s.recvfrom(99)\n    s.sendto(b'echo:' + d, a)\n"  # fmt: skip
     python = "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu /host/bin/python3 -S"  # fmt: skip
@@ -417,12 +420,14 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     clash = as_each.podpy("run", "-d", "--name", other, "--network", name, "-p", f"{port}:80", busybox_image, "true")  # fmt: skip
     assert clash.returncode == 125 and f"{port}" in clash.stderr and "in use" in clash.stderr
     as_each.ok("rm", "-f", other)  # run -d leaves the created container, as podman does
-    assert set(_proxies()) - before
+    monitor = json.loads(as_each.ok("inspect", web))[0]["State"]["ConmonPid"]
+    forwarders = _forwarders(monitor)
+    assert len(forwarders) == 1
     as_each.ok("rm", "-f", web)
     deadline = time.monotonic() + 10
-    while set(_proxies()) - before and time.monotonic() < deadline:
+    while _alive(forwarders[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not set(_proxies()) - before
+    assert not _alive(forwarders[0]), "rm -f left the port forwarder running"
     as_each.ok("network", "rm", name)
 
 
