@@ -292,46 +292,78 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         pass
 
 
-class _Direction:
-    """src -> dst through a pipe; `pending` bytes sit in the pipe."""
+class _Pipes:
+    """Pipes lent to directions: a direction holds one only while bytes are stuck in it (its
+    destination was full); otherwise the bytes it reads go straight through a shared one. So
+    an idle or flowing connection holds two sockets and no pipe, which keeps the fd count
+    and the user's pipe pages (pipe-user-pages-soft, shared with all their programs) low."""
 
-    __slots__ = ("src", "dst", "src_fd", "dst_fd", "pipe_r", "pipe_w", "size", "pending", "eof")
+    KEEP = 4
 
-    def __init__(self, src: socket.socket, dst: socket.socket, linux: Any):
+    def __init__(self, linux: Any):
+        self.linux = linux
+        self.free: List[Tuple[int, int, int]] = []
+
+    def take(self) -> Tuple[int, int, int]:
+        if self.free:
+            return self.free.pop()
         import fcntl
 
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            size = fcntl.fcntl(write_fd, self.linux.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # over the user's pipe-user-pages-soft: keep the default size
+            size = 65536
+        return read_fd, write_fd, size
+
+    def give_back(self, pipe: Tuple[int, int, int], empty: bool = True) -> None:
+        if empty and len(self.free) < self.KEEP:
+            self.free.append(pipe)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
+
+
+class _Direction:
+    """src -> dst; `pending` bytes wait in `pipe` (held only while pending)."""
+
+    __slots__ = ("src", "dst", "src_fd", "dst_fd", "pipe", "pending", "eof")
+
+    def __init__(self, src: socket.socket, dst: socket.socket):
         self.src, self.dst = src, dst
         self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
-        self.pipe_r, self.pipe_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            self.size = fcntl.fcntl(self.pipe_w, linux.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe-user-pages-soft: keep the default size
-            self.size = 65536
+        self.pipe: Optional[Tuple[int, int, int]] = None
         self.pending = 0
         self.eof = False
 
-    def pump(self, splice: Any) -> None:
+    def pump(self, splice: Any, pipes: _Pipes) -> None:
         """Move what can be moved now; OSError on a reset or broken connection."""
         for _ in range(_ROUNDS):
+            pipe = self.pipe
+            if pipe is None:
+                if self.eof:
+                    return
+                pipe = pipes.take()
+                moved = splice(self.src_fd, pipe[1], pipe[2])
+                if moved <= 0:
+                    pipes.give_back(pipe)
+                    if moved == 0:
+                        self.eof = True  # end of stream: pass the half-close on
+                        _shutdown(self.dst, socket.SHUT_WR)
+                    return  # (or nothing to read: wait until src is readable)
+                self.pipe, self.pending = pipe, moved
             while self.pending:
-                moved = splice(self.pipe_r, self.dst_fd, self.pending)
+                moved = splice(pipe[0], self.dst_fd, self.pending)
                 if moved < 0:
-                    return  # dst is full: wait until it is writable
+                    return  # dst is full: keep the pipe until it is writable
                 self.pending -= moved
-            if self.eof:
-                return
-            moved = splice(self.src_fd, self.pipe_w, self.size)
-            if moved < 0:
-                return  # nothing to read: wait until src is readable
-            if moved == 0:
-                self.eof = True  # end of stream: pass the half-close on
-                _shutdown(self.dst, socket.SHUT_WR)
-                return
-            self.pending = moved
+            self.pipe = None
+            pipes.give_back(pipe)
 
-    def close(self) -> None:
-        os.close(self.pipe_r)
-        os.close(self.pipe_w)
+    def close(self, pipes: _Pipes) -> None:
+        if self.pipe is not None:
+            pipes.give_back(self.pipe, empty=False)  # bytes left in it: do not reuse
+            self.pipe = None
 
 
 class _Connection:
@@ -384,6 +416,8 @@ class _Forwarder:
         self.exit_fd = exit_fd
         self.linux = linux
         self.splice = linux.splice_nonblock
+        self.pipes = _Pipes(linux)
+        self.paused: List[int] = []  # listeners off while we are out of fds
         self.epoll = select.epoll()
         self.epoll.register(exit_fd, _IN)
         self.tcp: Dict[int, Tuple[socket.socket, int]] = {}
@@ -401,12 +435,21 @@ class _Forwarder:
     # TCP
     def _accept(self, fd: int) -> None:
         listener, port = self.tcp[fd]
+        # The upstream socket first: out of fds, the client then waits in the backlog
+        # instead of being accepted and dropped.
+        try:
+            upstream = socket.socket(self.family, socket.SOCK_STREAM)
+        except OSError:
+            self._pause_listener(fd)
+            return
         try:
             client, _ = listener.accept()
-        except OSError:  # the client went away, or EMFILE: keep serving
-            return
+        except OSError as err:
+            upstream.close()
+            if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self._pause_listener(fd)  # else it stays readable: a busy loop
+            return  # (or the client went away: keep serving)
         client.setblocking(False)
-        upstream = socket.socket(self.family, socket.SOCK_STREAM)
         upstream.setblocking(False)
         code = upstream.connect_ex((self.target, port))
         if code not in (0, errno.EINPROGRESS):
@@ -421,6 +464,15 @@ class _Forwarder:
         conn.masks[upstream.fileno()] = _OUT
         self.epoll.register(upstream.fileno(), _OUT)
 
+    def _pause_listener(self, fd: int) -> None:
+        if fd not in self.paused:
+            self.paused.append(fd)
+            self.epoll.modify(fd, 0)
+
+    def _resume_listeners(self) -> None:
+        while self.paused:
+            self.epoll.modify(self.paused.pop(), _IN)
+
     def _close(self, conn: _Connection) -> None:
         for sock in (conn.client, conn.upstream):
             fd = sock.fileno()
@@ -432,8 +484,9 @@ class _Forwarder:
                     pass
                 sock.close()
         for direction in conn.directions:
-            direction.close()
+            direction.close(self.pipes)
         conn.directions = []
+        self._resume_listeners()
 
     def _connection_event(self, conn: _Connection, fd: int, events: int) -> None:
         try:
@@ -451,11 +504,11 @@ class _Forwarder:
                 except OSError:
                     return  # a stale event for a reused fd: still connecting
                 conn.directions = [
-                    _Direction(conn.client, conn.upstream, self.linux),
-                    _Direction(conn.upstream, conn.client, self.linux),
+                    _Direction(conn.client, conn.upstream),
+                    _Direction(conn.upstream, conn.client),
                 ]
             for direction in conn.directions:
-                direction.pump(self.splice)
+                direction.pump(self.splice, self.pipes)
         except OSError:  # reset, broken pipe: end both directions
             self._close(conn)
             return
@@ -522,10 +575,15 @@ class _Forwarder:
     def run(self) -> None:
         next_sweep = time.monotonic() + UDP_IDLE / 4
         while True:
+            timeout = UDP_IDLE / 4 if self.upstreams else -1
+            if self.paused:
+                timeout = 1.0  # out of fds: retry accepting now and then
             try:
-                events = self.epoll.poll(UDP_IDLE / 4 if self.upstreams else -1)
+                events = self.epoll.poll(timeout)
             except InterruptedError:
                 continue
+            if not events:
+                self._resume_listeners()
             for fd, mask in events:
                 conn = self.connections.get(fd)
                 if conn is not None:
@@ -562,6 +620,13 @@ def main(argv: Sequence[str]) -> None:
         os.write(ready_fd, b"ok")
         os.close(ready_fd)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:  # as Go programs (rootlessport) do: every connection is two fds
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, OSError, ValueError):
+        pass
     forwarder = _Forwarder(target, int(exit_text), linux)
     for spec in argv[5:]:
         fd_text, protocol, port_text = spec.split(":")

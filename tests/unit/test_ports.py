@@ -320,7 +320,6 @@ def test_monitor_side_modules_stay_light(module: str) -> None:
 # --- the port forwarder (netns_helpers/forward.py), in this network namespace ---------------
 
 
-
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -344,7 +343,7 @@ class _Servers:
 
         self.tcp = socket.socket()
         self.tcp.bind(("127.0.0.1", 0))
-        self.tcp.listen(8)
+        self.tcp.listen(512)  # many at once: an overflowing accept queue loses data
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         self.udp_peers: List[Tuple[str, int]] = []
@@ -435,6 +434,34 @@ def test_forwarder_relays_tcp_both_ways_with_half_close(forwarder) -> None:
             sock.sendall(b"x")
             sock.shutdown(socket.SHUT_WR)
             assert sock.recv(100).startswith(b"1 ")
+
+
+def _exchange_all(port: int, count: int) -> List[bytes]:
+    """`count` connections opened at once, each sends one byte and half-closes; answers."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.sendall(b"x")
+            sock.shutdown(socket.SHUT_WR)
+        return [sock.recv(100) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_forwarder_serves_many_connections_at_once(forwarder) -> None:
+    _servers, tcp_port, _udp_port, _process = forwarder
+    answers = _exchange_all(tcp_port, 200)
+    assert all(answer.startswith(b"1 ") for answer in answers), sorted(set(answers))[:5]
+
+
+def test_forwarder_out_of_fds_pauses_accepting_then_resumes(forwarder) -> None:
+    # 40 fds: a few connections at a time; the rest wait in the backlog (no busy loop on a
+    # listener it cannot accept from) and are served as earlier ones finish.
+    _servers, tcp_port, _udp_port, process = forwarder
+    subprocess.run(["prlimit", f"--pid={process.pid}", "--nofile=40:40"], check=True)
+    answers = _exchange_all(tcp_port, 60)
+    assert all(answer.startswith(b"1 ") for answer in answers)
 
 
 def test_forwarder_gives_each_udp_client_its_own_flow(forwarder) -> None:
