@@ -305,7 +305,9 @@ def _spawn_keeper(argv: Sequence[str]) -> Any:
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             os.closerange(3, 65536)
-            script = 'read -r _; exec "$@"'
+            # TERM/INT/HUP ignored (kept across exec): the slimmed monitor's hand-over escalates
+            # to SIGTERM after 1 s, which must not cut a slow unpublish short on a busy host
+            script = 'trap "" TERM INT HUP; read -r _; exec "$@"'
             os.execv("/bin/sh", ["/bin/sh", "-c", script, "podpy-unpublish", *argv])
         finally:
             os._exit(127)
