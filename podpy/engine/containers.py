@@ -68,14 +68,17 @@ def _alive(pid: Optional[int], start_time: Optional[int] = None) -> bool:
     return start_time is None or int(fields[19]) == start_time
 
 
-def _random_name(eng: Engine) -> str:
-    import secrets
+def _pick(words: Sequence[str]) -> str:
+    # os.urandom rather than `secrets`, whose import (hmac, hashlib, OpenSSL) costs `run`.
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
 
+
+def _random_name(eng: Engine) -> str:
     for _ in range(50):
-        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+        name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
         if eng.db.get_by_name("containers", name) is None:
             return name
-    return "podpy_" + secrets.token_hex(4)
+    return "podpy_" + os.urandom(4).hex()
 
 
 def signal_number(value: Any) -> int:
@@ -352,9 +355,7 @@ def create(
         pod_member = pods.member_network(eng, opts)
     network = pod_member["network"] if pod_member else _network_spec(eng, opts, image_config)
     driver = _storage_driver(eng)
-    import secrets
-
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     name = name or _random_name(eng)
     cdir = container_dir(eng, cid)
     store = image_engine.store(eng)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -91,7 +90,7 @@ def create(
     options = dict(options or {})
     uid, gid = _parse_options(options)
     if name is None:
-        name = secrets.token_hex(32)
+        name = os.urandom(32).hex()  # secrets.token_hex without importing secrets
     _check_name(name)
     existing = eng.db.get("volumes", name)
     if existing is not None:

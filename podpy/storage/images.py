@@ -262,8 +262,13 @@ class ImageStore:
         return out
 
     def layer_dirs(self, image: ImageRecord) -> List[str]:
-        """The unpacked `diff` dirs of `image`, base first (for overlay lowerdir / vfs copy)."""
-        return [self.layers.diff_dir(h) for h in image.layer_chain]
+        """The unpacked `diff` dirs of `image`, base first (for overlay lowerdir / vfs copy).
+
+        LayerStore.diff_dir's layout, spelled out so that `run` of a local image does not
+        import the layer unpacker (gzip, shutil, hashlib); tests/unit/test_layers.py checks
+        the two agree."""
+        root = self.paths.layers_dir
+        return [os.path.join(root, h.split(":", 1)[-1], "diff") for h in image.layer_chain]
 
     # --- unpacking (user namespace) ------------------------------------------------------------
 

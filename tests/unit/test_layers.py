@@ -315,3 +315,28 @@ def test_sparse_files_are_refused(tmp_path: Path) -> None:
     info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
     with pytest.raises(LayerError, match="sparse"):
         apply_bytes(make_tar([info]), tmp_path)
+
+
+def test_image_store_layer_dirs_match_the_layer_store(tmp_path: Path) -> None:
+    """ImageStore.layer_dirs spells out LayerStore.diff_dir's layout (to keep `run` from
+    importing this module): the two must name the same directories."""
+    from podpy.engine import Engine, GlobalOptions
+    from podpy.storage.images import ImageRecord, ImageStore
+
+    eng = Engine(GlobalOptions(root=str(tmp_path / "s"), runroot=str(tmp_path / "r")))
+    chain = ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
+    image = ImageRecord(
+        id="c" * 64,
+        digest="",
+        names=[],
+        manifest={},
+        config={},
+        created=0.0,
+        added=0.0,
+        size=0,
+        top_layer=None,
+        metadata={"layers": chain},
+    )
+    store = ImageStore(eng)
+    assert store.layer_dirs(image) == [store.layers.diff_dir(h) for h in chain]
+    assert store.layer_dirs(image)[0].startswith(str(tmp_path / "s"))
