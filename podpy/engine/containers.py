@@ -538,6 +538,7 @@ def _resolve_image(
 def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
     """Write the monitor's JSON instructions; returns its path."""
     from podpy.atomic import write_atomic
+    from podpy.monitor.prepare import etc_file_contents
 
     config = row["config"]
     rdir = run_dir(eng, row["id"])
@@ -596,6 +597,12 @@ def monitor_spec(eng: Engine, row: Dict[str, Any], foreground: bool) -> str:
         "store": {"root": eng.paths.graph_root, "runroot": eng.paths.run_root},
         "userns_path": userns_path,  # pod members join the infra's user namespace (rootless)
         "volumes": config.get("volumes") or [],  # copied up at first mount (podpy.engine.volumes)
+        # --init under runc/crun: podman's catatonit (containers.conf init_path)
+        "init_path": eng.config.containers.init_path if run_options.get("init") else None,
+        # /etc/hosts, hostname, resolv.conf: computed here, where the network modules are loaded
+        "etc_files": etc_file_contents(
+            network, run_options.get("hostname") or row["id"][:12], row["name"]
+        ),
     }
     path = os.path.join(rdir, "monitor.json")
     # Atomic but not fsynced: the run root is volatile and the monitor reads it at once.

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
-import subprocess
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from podpy.errors import MissingTool, NoSuchObject, PodpyError
+
+if TYPE_CHECKING:  # the built-in runtime's users (the monitor) never pay for these imports
+    import subprocess
 
 try:
     from typing import Protocol
@@ -71,6 +71,8 @@ class ExternalRuntime:
     def _call(
         self, *args: str, stdio: Optional[Sequence[int]] = None, capture: bool = True
     ) -> subprocess.CompletedProcess:
+        import subprocess
+
         kwargs: Dict[str, Any] = {}
         if stdio:
             kwargs = {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
@@ -87,6 +89,8 @@ class ExternalRuntime:
         if result.returncode != 0:
             message = (result.stderr or "").strip().splitlines()
             detail = message[-1] if message else f"exit status {result.returncode}"
+            import re
+
             found = re.search(r'msg="((?:[^"\\]|\\.)*)"', detail)
             if found:  # logrus text format: time=... level=error msg="..."
                 detail = found.group(1).replace('\\"', '"')
@@ -105,6 +109,8 @@ class ExternalRuntime:
         stdio: Optional[Sequence[int]] = None,
         preserve_fds: int = 0,
     ) -> int:
+        import shutil
+        import subprocess
         import tempfile
 
         # The container inherits create's stdio, so errors are read from runc's --log file
@@ -202,6 +208,8 @@ def get_runtime(name: Optional[str] = None, root: Optional[str] = None) -> OCIRu
 
         return BuiltinRuntime(root)
     assert name is not None
+    import shutil
+
     path = name if os.sep in name else shutil.which(name)
     if not path or not os.access(path, os.X_OK):
         raise MissingTool(

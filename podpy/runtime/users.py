@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from podpy.errors import PodpyError
 
 
-@dataclass
 class ResolvedUser:
-    uid: int
-    gid: int
-    additional_gids: List[int] = field(default_factory=list)
-    home: str = "/"
-    name: Optional[str] = None
+    """A container user (a plain class: dataclasses cost the monitor ~10 ms of imports)."""
+
+    def __init__(
+        self,
+        uid: int,
+        gid: int,
+        additional_gids: Optional[List[int]] = None,
+        home: str = "/",
+        name: Optional[str] = None,
+    ):
+        self.uid = uid
+        self.gid = gid
+        self.additional_gids: List[int] = list(additional_gids or [])
+        self.home = home
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ResolvedUser({self.__dict__!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResolvedUser) and self.__dict__ == other.__dict__
 
 
 def _read_db(rootfs: str, path: str) -> List[List[str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from podpy.errors import PodpyError
@@ -17,6 +16,8 @@ OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 INIT_PATH = "/run/podpy-init"
+# Where podman binds its init (catatonit) for --init; external runtimes get the same.
+PODMAN_INIT_PATH = "/run/podman-init"
 # Annotation that asks the built-in runtime to run its own reaping init as PID 1 (--init).
 INIT_ANNOTATION = "io.podpy.init"
 # Annotation (JSON {"lower": [...], "upper": DIR, "work": DIR}) asking the built-in runtime to
@@ -68,39 +69,46 @@ _RLIMITS = {
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 
 
-@dataclass
 class RunOptions:
-    """What the user asked for (podman run flags), already split into lists and numbers."""
+    """What the user asked for (podman run flags), already split into lists and numbers.
+
+    Declared like a dataclass (keyword arguments, defaults below; a list or dict default is
+    copied per instance) but a plain class: importing dataclasses costs the monitor ~10 ms.
+    """
 
     container_id: str
     rootfs: str
     name: Optional[str] = None
     command: Optional[List[str]] = None  # replaces the image's Cmd
     entrypoint: Optional[List[str]] = None  # replaces Entrypoint and clears Cmd
-    env: List[str] = field(default_factory=list)  # KEY=VALUE, applied over the image's Env
+    env: List[str] = []  # KEY=VALUE, applied over the image's Env
     workdir: Optional[str] = None
     user: Optional[str] = None
     hostname: Optional[str] = None
     terminal: bool = False
     read_only: bool = False
-    tmpfs: List[str] = field(default_factory=list)  # "/dst[:opt,opt]"
-    volumes: List[str] = field(default_factory=list)  # "-v SRC:DST[:OPTS]" with absolute SRC
-    mounts: List[Dict[str, Any]] = field(default_factory=list)  # ready OCI mount entries
-    cap_add: List[str] = field(default_factory=list)
-    cap_drop: List[str] = field(default_factory=list)
+    tmpfs: List[str] = []  # "/dst[:opt,opt]"
+    volumes: List[str] = []  # "-v SRC:DST[:OPTS]" with absolute SRC
+    mounts: List[Dict[str, Any]] = []  # ready OCI mount entries
+    cap_add: List[str] = []
+    cap_drop: List[str] = []
     privileged: bool = False
     no_new_privileges: bool = False
     seccomp_profile: Optional[str] = None  # None: podman's default; "unconfined"; or a JSON path
     init: bool = False
+    # --init under an external runtime (runc/crun): the host's init binary (containers.conf
+    # init_path, podman's catatonit), bound at PODMAN_INIT_PATH and run as `init -- CMD`.
+    # None: the built-in runtime's own reaping init (INIT_ANNOTATION).
+    init_binary: Optional[str] = None
     memory: Optional[int] = None
     memory_swap: Optional[int] = None  # -1 = unlimited
     memory_reservation: Optional[int] = None
     cpus: Optional[float] = None
     cpu_shares: Optional[int] = None
     pids_limit: Optional[int] = None
-    ulimits: List[str] = field(default_factory=list)  # "nofile=1024:2048"
-    sysctls: Dict[str, str] = field(default_factory=dict)
-    annotations: Dict[str, str] = field(default_factory=dict)
+    ulimits: List[str] = []  # "nofile=1024:2048"
+    sysctls: Dict[str, str] = {}
+    annotations: Dict[str, str] = {}
     network_ns: Optional[str] = None  # None: new netns; "host": none; else a netns path to join
     ipc_ns: Optional[str] = None  # None: new ipc namespace; else a path to join (pod members)
     uts_ns: Optional[str] = None  # None: new uts namespace; else a path to join (no hostname then)
@@ -108,12 +116,39 @@ class RunOptions:
     shm_size: int = DEFAULT_SHM_SIZE
     cgroups_path: Optional[str] = None
     network_files_dir: Optional[str] = None  # where hosts/hostname/resolv.conf are written
-    dns_servers: List[str] = field(default_factory=list)
-    add_hosts: List[str] = field(default_factory=list)  # "name:ip"
+    dns_servers: List[str] = []
+    add_hosts: List[str] = []  # "name:ip"
     rootless: Optional[bool] = None  # default: not running as root on the host
     umask: str = "0022"
     userns_mappings: Optional[Tuple[List[Dict[str, int]], List[Dict[str, int]]]] = None
     rootfs_overlay: Optional[Dict[str, Any]] = None  # {"lower": [...], "upper": .., "work": ..}
+
+    def __init__(self, container_id: str, rootfs: str, **fields: Any):
+        unknown = set(fields) - set(_RUN_OPTION_DEFAULTS)
+        if unknown:
+            raise TypeError(f"RunOptions: unexpected fields {', '.join(sorted(unknown))}")
+        self.container_id = container_id
+        self.rootfs = rootfs
+        for key, default in _RUN_OPTION_DEFAULTS.items():
+            if key in fields:
+                setattr(self, key, fields[key])
+            else:
+                setattr(
+                    self, key, type(default)() if isinstance(default, (list, dict)) else default
+                )
+
+    def __repr__(self) -> str:
+        return f"RunOptions({self.__dict__!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunOptions) and self.__dict__ == other.__dict__
+
+
+_RUN_OPTION_DEFAULTS: Dict[str, Any] = {
+    key: getattr(RunOptions, key)
+    for key in RunOptions.__annotations__
+    if key not in ("container_id", "rootfs")
+}
 
 
 def parse_size(text: str) -> int:
@@ -530,6 +565,9 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     # A user mount replaces a default one at the same destination (e.g. -v /x:/dev/shm).
     user_dests = {m["destination"].rstrip("/") or "/" for m in user_mounts}
     mounts = [m for m in mounts if m["destination"] not in user_dests] + user_mounts
+    if opts.init and opts.init_binary:
+        mounts.append(_init_mount(opts.init_binary))
+        args = [PODMAN_INIT_PATH, "--", *args]
 
     namespaces: List[Dict[str, Any]] = [{"type": "pid"}]
     if opts.network_ns != "host":
@@ -574,7 +612,7 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
         linux["seccomp"] = seccomp_section
 
     annotations = dict(opts.annotations)
-    if opts.init:
+    if opts.init and not opts.init_binary:
         annotations[INIT_ANNOTATION] = "true"
     if opts.rootfs_overlay:
         import json
@@ -604,6 +642,22 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     if opts.uts_ns:
         del config["hostname"]  # a joined uts namespace keeps its owner's (the pod's) name
     return config
+
+
+def _init_mount(binary: str) -> Dict[str, Any]:
+    """podman's --init: the host's catatonit, read-only at /run/podman-init."""
+    if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
+        # One line with the fix: the monitor, which raises this at start, prints no hints.
+        raise PodpyError(
+            f"--init: the init binary {binary} does not exist or is not executable: install "
+            "the catatonit package (podman's init), or set init_path in containers.conf"
+        )
+    return {
+        "destination": PODMAN_INIT_PATH,
+        "type": "bind",
+        "source": binary,
+        "options": ["bind", "ro", "rprivate"],
+    }
 
 
 def write_bundle(bundle_dir: str, config: Dict[str, Any]) -> str:

@@ -289,6 +289,37 @@ def test_run_options(as_each, image: str, scratch: Path) -> None:
     assert out(image, "sh", "-c", "echo $$") == "1\n"
 
 
+# PID 1's name, the shell's pid and parent, then every process left after an orphan exited
+INIT_PROBE = (
+    "echo PID1=$(cat /proc/1/comm) ME=$$ PARENT=$PPID; sh -c 'sleep 0.2 &'; sleep 1;"
+    " cat /proc/[0-9]*/stat | cut -d' ' -f1-3"
+)
+
+
+@pytest.mark.parametrize("runtime", ["podpy", "runc"])
+def test_init_reaps_orphans(as_each, image: str, runtime: str, scratch: Path) -> None:
+    """--init: PID 1 is an init (under runc podman's catatonit at /run/podman-init, as
+    podman), the command is its child, and an orphaned grandchild is reaped, not left a
+    zombie. Without catatonit the run fails with one line naming the package."""
+    run = ["run", "--rm", "--runtime", runtime, "--network", "none", "--init"]
+    if runtime == "runc":
+        run += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+    out = as_each.ok(*run, image, "sh", "-c", INIT_PROBE).splitlines()
+    fields = dict(item.split("=", 1) for item in out[0].split())
+    assert fields["PID1"] == ("podman-init" if runtime == "runc" else "python3"), out
+    assert fields["PARENT"] == "1" and fields["ME"] != "1", out
+    states = [line.split()[2] for line in out[1:]]
+    assert states and "Z" not in states, out  # the orphaned sleep was reaped
+    if runtime == "runc":
+        conf = scratch / "containers.conf"
+        conf.write_text('[containers]\ninit_path = "/nonexistent/catatonit"\n')
+        result = as_each.podpy(*run, image, "true", env={"CONTAINERS_CONF": str(conf)})
+        assert result.returncode == 125, result
+        assert "catatonit package" in result.stderr and "/nonexistent/catatonit" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert as_each.ok("ps", "-aq") == ""
+
+
 def test_bind_mount_ownership(as_each, image: str, scratch: Path) -> None:
     runner = as_each
     data = scratch / "data"
