@@ -91,6 +91,13 @@ def _parse_ps(args: list[str]) -> dict | None:
     return opts
 
 
+def _flush(stream: object) -> None:
+    try:
+        stream.flush()  # type: ignore[attr-defined]
+    except (OSError, ValueError):  # a closed pipe (`| head`): the output has nowhere to go
+        pass
+
+
 def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
     from podpy.cliopts import TABLES, parse
 
@@ -125,7 +132,7 @@ def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
         )
         return 125
     finally:
-        sys.stdout.flush()
+        _flush(sys.stdout)
 
 
 def try_fast(args: list[str]) -> int | None:
@@ -160,5 +167,5 @@ def try_fast(args: list[str]) -> int | None:
     except BrokenPipeError:
         return 0
     finally:
-        sys.stdout.flush()
+        _flush(sys.stdout)
     return 0
