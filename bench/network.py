@@ -137,7 +137,7 @@ class Side:
         self.container = out.strip().splitlines()[-1]
         wait_http(self.http_port)
         try:
-            wait_udp(self.udp_port, 10)
+            wait_udp(self.udp_port, 20)
         except RuntimeError as err:  # slirp4netns's own forwarding ignores 127.0.0.1 clients
             print(f"warning: {self.label}: {err}", file=sys.stderr)
             self.udp_port = 0
@@ -152,7 +152,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def udp_rtt_seconds(port: int, timeout: float = 2.0) -> float:
+def udp_rtt_seconds(port: int, timeout: float = 5.0) -> float:
     """One datagram to 127.0.0.1:PORT and its echo back (NaN if it was lost)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
@@ -166,10 +166,17 @@ def udp_rtt_seconds(port: int, timeout: float = 2.0) -> float:
 
 
 def wait_udp(port: int, timeout: float = 30) -> None:
+    """Until the echo answers (it may still be starting): one socket, a datagram a second."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if udp_rtt_seconds(port, 0.2) == udp_rtt_seconds(port, 0.2):  # not NaN: answered
-            return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+        while time.monotonic() < deadline:
+            sock.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                sock.recvfrom(2048)
+                return
+            except socket.timeout:
+                continue
     raise RuntimeError(f"the UDP echo on 127.0.0.1:{port} did not answer")
 
 
@@ -298,7 +305,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         live = [side for side in sides if not side.error]
 
         for side in live:  # warm-up: first connections pay for slirp's lazy setup
-            send_seconds(side.sink_port, min(total, 64 * CHUNK))
+            try:
+                send_seconds(side.sink_port, min(total, 64 * CHUNK))
+            except OSError as err:  # say which side, with what its container printed
+                logs = side.run("logs", "--tail", "5", side.container, check=False).strip()
+                side.error = f"sink port {side.sink_port}: {err}; container log: {logs!r}"
+                print(f"warning: {side.label}: {side.error}", file=sys.stderr)
+        live = [side for side in live if not side.error]
         for round_number in range(args.runs):
             shift = round_number % len(live)
             for side in live[shift:] + live[:shift]:

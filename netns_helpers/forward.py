@@ -459,10 +459,22 @@ class _Forwarder:
         conn = _Connection(client, upstream)
         self.connections[client.fileno()] = conn
         self.connections[upstream.fileno()] = conn
-        conn.masks = {client.fileno(): 0}
+        conn.masks = {client.fileno(): 0, upstream.fileno(): _OUT}
         self.epoll.register(client.fileno(), 0)
-        conn.masks[upstream.fileno()] = _OUT
         self.epoll.register(upstream.fileno(), _OUT)
+        if self._connected(conn):
+            # To an address of the container's own netns the handshake is usually done by
+            # the time connect() returns: relay now (the client's request may be waiting)
+            # rather than after one more trip through epoll.
+            self._connection_event(conn, upstream.fileno(), _OUT)
+
+    @staticmethod
+    def _connected(conn: _Connection) -> bool:
+        try:
+            conn.upstream.getpeername()
+        except OSError:
+            return False
+        return True
 
     def _pause_listener(self, fd: int) -> None:
         if fd not in self.paused:
@@ -499,9 +511,7 @@ class _Forwarder:
                 if error:
                     self._close(conn)
                     return
-                try:
-                    conn.upstream.getpeername()
-                except OSError:
+                if not self._connected(conn):
                     return  # a stale event for a reused fd: still connecting
                 conn.directions = [
                     _Direction(conn.client, conn.upstream),
