@@ -7,16 +7,17 @@ Two halves:
 
 - Monitor side (`bind_listeners`, `start_forwarder`, `ForwarderProcess`): the host sockets are
   bound in the caller (before the container starts, so a taken port is podman's one-line
-  error and nothing is left running), then handed to `python3 podpy.pyz __netns` (op
-  `port-forward`) as inherited fds together with an fd of the container's netns. The
-  forwarder dies with its starter (PR_SET_PDEATHSIG) or when its exit fd closes.
-- Forwarder side (`serve`): joins the container's netns (and its user namespace when the
-  caller is not in it yet), says "ready" on a pipe, then loops: a TCP connection is accepted
-  on the host socket and relayed, by two threads (one per direction, splice through a pipe,
-  a half-close passed on as shutdown(SHUT_WR)), to a socket connected to TARGET:CTRPORT made
-  in the container's netns; a UDP datagram from a new client address gets its own socket in
-  the container's netns (so replies go back to that client from the host socket), dropped
-  after UDP_IDLE seconds without traffic.
+  error and nothing is left running). A forked child enters the container's netns (and its
+  user namespace when the caller is not in it), reports on a pipe, and executes the lean
+  forwarder (`forwarder_argv`: no zipapp __main__, no JSON, no typing) with the bound sockets
+  and an exit fd inherited. It dies with its starter (PR_SET_PDEATHSIG) or when the exit fd
+  closes; stop() kills and reaps it.
+- Forwarder side (`main`, `_Forwarder`): one epoll loop, no threads. A TCP connection accepted
+  on a host socket is relayed to a socket connected to TARGET:CTRPORT in the container's
+  netns, both non-blocking, bytes moved by splice(2) through a pooled pipe, a half-close
+  passed on as shutdown(SHUT_WR). A UDP datagram from a new client address gets its own
+  socket in the container's netns, so replies go back to that client from the host socket
+  (127.0.0.1 clients included); the flow is dropped after UDP_IDLE seconds without traffic.
 
 As podman, the target is the container's address (slirp4netns's 10.0.2.100, or its address on
 a user-defined network), not its loopback: a service bound to 127.0.0.1 in the container is
@@ -92,10 +93,6 @@ def bind_listeners(ports: Sequence[PortLike]) -> List[Listener]:
             listener.sock.close()
         raise
     return listeners
-
-
-class ForwarderError(Exception):
-    pass
 
 
 class ForwarderProcess:
@@ -198,10 +195,10 @@ def _forwarder_child(
     userns: Optional[str],
     netns_fd: int,
     ready_w: int,
+    linux: Any,
 ) -> None:
     """In the forked child: enter the container's namespaces, say so, exec. Never returns."""
-    from netns_helpers.slirp import _exec_child
-    from podpy import linux
+    from netns_helpers.slirp import _exec_child  # loaded before the fork: a dict lookup
 
     try:
         linux.set_pdeathsig(signal.SIGKILL)
@@ -233,7 +230,8 @@ def start_forwarder(
     the container's (connections and datagrams queue on the bound sockets meanwhile). Our
     copies of the listening sockets are closed here.
     """
-    from netns_helpers.slirp import open_log
+    from netns_helpers.slirp import _exec_child, open_log  # noqa: F401 - before the fork
+    from podpy import linux
 
     fd_map: Dict[int, int] = {}
     entries = []
@@ -255,7 +253,7 @@ def start_forwarder(
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _forwarder_child(argv, fd_map, log_fd, parent, userns, netns_fd, ready_w)
+            _forwarder_child(argv, fd_map, log_fd, parent, userns, netns_fd, ready_w, linux)
     except BaseException:
         for fd in opened:
             os.close(fd)
