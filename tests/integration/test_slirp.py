@@ -4,6 +4,11 @@ error with nothing left running, and stop() or the owner's death ends the helper
 
 Each scenario runs in a driver process (as the identity under test) that imports
 netns_helpers from the built zipapp and prints one JSON line; the test checks it and /proc.
+
+Then `run -p` end to end with the port forwarder (netns_helpers/forward.py): busybox httpd
+from 127.0.0.1 and the host's address, UDP echo from 127.0.0.1, a port conflict, `rm -f` and
+a killed monitor leaving no forwarder or slirp4netns behind; port_handler=slirp4netns still
+forwarding through slirp4netns itself.
 """
 
 from __future__ import annotations
