@@ -28,6 +28,7 @@ rootless via --user.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -62,10 +63,9 @@ UDP_ECHO = (
     "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
     f"s.bind(('0.0.0.0', {UDP_PORT}))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(d, a)\n"
 )
-HOST_PYTHON = (
-    "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu "
-    "/host/bin/python3 -S"
-)
+# (through the host's dynamic loader, found under /usr: the busybox image has no /lib)
+_LOADER = sorted(glob.glob("/usr/lib/*-linux-gnu/ld-linux*.so*"))[0][len("/usr") :]
+HOST_PYTHON = f"/host{_LOADER} --library-path /host{os.path.dirname(_LOADER)} /host/bin/python3 -S"
 CONTAINER_SCRIPT = (
     "mkdir -p /www && echo hello > /www/index.html && httpd -p 80 -h /www && "
     f'{{ {HOST_PYTHON} -c "$ECHO" & }} && '

@@ -4,6 +4,7 @@ exists/prune with podman 4's JSON and errors, and 50 concurrent creates without 
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import json
 import os
@@ -390,7 +391,8 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     port, udp_port = _free_port(), _free_port()
     # busybox nc has no UDP mode: the UDP echo server is the host's python3, bind-mounted
     echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('', 9999))\nwhile True:\n    d, a = s.recvfrom(99)\n    s.sendto(b'echo:' + d, a)\n"  # fmt: skip
-    python = "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu /host/bin/python3 -S"  # fmt: skip
+    loader = sorted(glob.glob("/usr/lib/*-linux-gnu/ld-linux*.so*"))[0][len("/usr") :]
+    python = f"/host{loader} --library-path /host{os.path.dirname(loader)} /host/bin/python3 -S"
     as_each.ok("run", "-d", "--name", web, "--network", name, "-p", f"{port}:80", "-p", f"{udp_port}:9999/udp", "-v", "/usr:/host:ro", "-e", f"ECHO={echo}", busybox_image, "sh", "-c", f'httpd -p 80 -h /etc && exec {python} -c "$ECHO"')  # fmt: skip
     web_id = as_each.ok("inspect", "--format", "{{.Id}}", web).strip()
     body, deadline = "", time.monotonic() + 10

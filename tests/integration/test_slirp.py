@@ -393,10 +393,18 @@ UDP_ECHO_SERVER = (
     "s.bind(('0.0.0.0', 9999))\nwhile True:\n    d, a = s.recvfrom(65535)\n"
     "    s.sendto(b'echo:' + d, a)\n"
 )
-HOST_PYTHON = (
-    "/host/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path /host/lib/x86_64-linux-gnu "
-    "/host/bin/python3 -S"
-)
+
+
+def _host_python() -> str:
+    """The host's python3 as seen in a container with the host's /usr at /host (through the
+    host's dynamic loader: the busybox image has no /lib)."""
+    import glob
+
+    loader = sorted(glob.glob("/usr/lib/*-linux-gnu/ld-linux*.so*"))[0][len("/usr") :]
+    return f"/host{loader} --library-path /host{os.path.dirname(loader)} /host/bin/python3 -S"
+
+
+HOST_PYTHON = _host_python()
 SERVE = (
     "mkdir -p /www && echo hello-fwd > /www/index.html && httpd -p 80 -h /www && "
     f'exec {HOST_PYTHON} -c "$ECHO"'
