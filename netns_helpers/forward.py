@@ -43,6 +43,10 @@ READY_TIMEOUT = 10.0
 PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size's default: bytes moved per splice call
 UDP_IDLE = 90.0  # seconds a UDP client's flow lives without traffic (rootlesskit's timeout)
 UDP_MAX = 65535
+# Linux's ancillary-data options (socket.IP_PKTINFO is not in every Python): the address a
+# datagram was sent to, and the source address of a reply.
+_IP_PKTINFO, _IPV6_RECVPKTINFO, _IPV6_PKTINFO = 8, 49, 50
+_PKTINFO_SPACE = 64
 _SOCKET_TYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 
 
@@ -388,13 +392,26 @@ class _Connection:
 
 
 class _UdpFlow:
-    __slots__ = ("host", "client", "upstream", "last")
+    __slots__ = ("host", "client", "upstream", "last", "source")
 
     def __init__(self, host: socket.socket, client: Any, upstream: socket.socket):
         self.host = host
         self.client = client
         self.upstream = upstream
         self.last = time.monotonic()
+        # replies' source address (pktinfo ancillary data), for a host socket on a wildcard
+        # address: the client sent to one of several addresses and expects the answer from it
+        self.source: Optional[Tuple[int, int, bytes]] = None
+
+
+def _reply_source(level: int, kind: int, data: bytes) -> Optional[Tuple[int, int, bytes]]:
+    """The ancillary item that makes a reply leave from the address a datagram came to."""
+    if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= 12:
+        # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr}: addr is where it went
+        return (level, _IP_PKTINFO, b"\0\0\0\0" + data[8:12] + b"\0\0\0\0")
+    if level == socket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO and len(data) >= 20:
+        return (level, _IPV6_PKTINFO, data[:16] + b"\0\0\0\0")  # {in6_addr addr; ifindex}
+    return None
 
 
 def _enter_namespaces(userns: Optional[str], netns_fd: int, linux: Any) -> None:
@@ -423,11 +440,21 @@ class _Forwarder:
         self.connections: Dict[int, _Connection] = {}  # by either socket's fd
         self.flows: Dict[Tuple[int, Any], _UdpFlow] = {}
         self.upstreams: Dict[int, _UdpFlow] = {}
+        self.pktinfo: set = set()  # UDP host sockets that learn each datagram's destination
 
     def listen(self, fd: int, protocol: str, port: int) -> None:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         (self.tcp if protocol == "tcp" else self.udp)[fd] = (sock, port)
+        if protocol == "udp" and sock.getsockname()[0] in ("0.0.0.0", "::"):
+            try:
+                if sock.family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+                self.pktinfo.add(fd)
+            except OSError:
+                pass
         self.epoll.register(fd, _IN)
 
     # TCP
@@ -538,8 +565,14 @@ class _Forwarder:
     # UDP
     def _datagram_in(self, fd: int) -> None:
         host, port = self.udp[fd]
+        source = None
         try:
-            data, client = host.recvfrom(UDP_MAX)
+            if fd in self.pktinfo:
+                data, ancillary, _flags, client = host.recvmsg(UDP_MAX, _PKTINFO_SPACE)
+                for level, kind, item in ancillary:
+                    source = _reply_source(level, kind, item) or source
+            else:
+                data, client = host.recvfrom(UDP_MAX)
         except OSError:
             return
         flow = self.flows.get((fd, client))
@@ -556,6 +589,8 @@ class _Forwarder:
             self.upstreams[upstream.fileno()] = flow
             self.epoll.register(upstream.fileno(), _IN)
         flow.last = time.monotonic()
+        if source is not None:
+            flow.source = source
         try:
             flow.upstream.send(data)
         except OSError:
@@ -569,7 +604,10 @@ class _Forwarder:
             return
         flow.last = time.monotonic()
         try:
-            flow.host.sendto(data, flow.client)
+            if flow.source is not None:
+                flow.host.sendmsg([data], [flow.source], 0, flow.client)
+            else:
+                flow.host.sendto(data, flow.client)
         except OSError:
             pass
 

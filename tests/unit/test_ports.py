@@ -483,6 +483,38 @@ def test_forwarder_gives_each_udp_client_its_own_flow(forwarder) -> None:
             client.close()
 
 
+def test_forwarder_answers_udp_from_the_address_the_client_used() -> None:
+    # A host socket on 0.0.0.0: a client that sent to 127.0.0.2 (any second address of the
+    # host) and connect()ed its socket only accepts a reply from 127.0.0.2 (IP_PKTINFO).
+    from netns_helpers import forward
+
+    servers = _Servers()
+    port = _free_port(socket.SOCK_DGRAM)
+    process = forward.forward_ports(
+        [
+            {
+                "host_ip": "",
+                "host_port": port,
+                "container_port": servers.udp.getsockname()[1],
+                "protocol": "udp",
+            }
+        ],  # fmt: skip
+        "127.0.0.1",
+        None,
+    )
+    try:
+        process.wait_ready()
+        for address in ("127.0.0.1", "127.0.0.2"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.settimeout(5)
+                client.connect((address, port))
+                client.send(b"hi")
+                assert client.recv(100) == b"echo:hi"
+    finally:
+        process.stop()
+        servers.close()
+
+
 def test_forwarder_closes_a_connection_nothing_answers() -> None:
     from netns_helpers import forward
 
