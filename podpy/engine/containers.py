@@ -526,9 +526,14 @@ def _resolve_image(
     )
     if opts.platform:
         pull_opts.platform = parse_platform(opts.platform, None, None, None)
+    made = None
     if progress is None and make_progress is not None:
-        progress = make_progress()
-    result = image_engine.pull(eng, opts.image, pull_opts, progress)
+        progress = made = make_progress()
+    try:
+        result = image_engine.pull(eng, opts.image, pull_opts, progress)
+    finally:
+        if made is not None and hasattr(made, "close"):
+            made.close()  # ours to end (a terminal's progress bars restore the cursor)
     return store.lookup(result.image_id)
 
 
