@@ -22,9 +22,7 @@ def temp_sibling(final_path: str) -> str:
     """A unique temporary path in the same directory (so rename() is atomic)."""
     directory, name = os.path.split(os.path.abspath(final_path))
     # Keep the name under NAME_MAX (255) even for long final names.
-    return os.path.join(
-        directory, f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{name}"[:255]
-    )
+    return os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{name}"[:255])
 
 
 def fsync_dir(path: str) -> None:
