@@ -102,7 +102,8 @@ def _etc_files(spec: Dict[str, Any], directory: str, hostname: str) -> List[Dict
         if content is None:
             continue
         path = os.path.join(directory, filename)
-        write_atomic(path, content.encode(), mode=0o644)
+        # No fsync: regenerated at every start, a crash loses nothing that matters.
+        write_atomic(path, content.encode(), mode=0o644, durable=False)
         mounts.append(
             {
                 "destination": "/etc/" + filename,
@@ -135,7 +136,7 @@ def write_bundle(spec: Dict[str, Any], rootfs: str) -> None:
     mounts = _etc_files(spec, os.path.join(spec["bundle"], "net"), hostname)
     opts.mounts = list(opts.mounts) + mounts
     config = generate(spec.get("image_config"), opts)
-    write_config(spec["bundle"], config)
+    write_config(spec["bundle"], config, durable=False)  # regenerated at every start
     if spec.get("volumes"):
         from podpy.engine.volumes import copy_up
 

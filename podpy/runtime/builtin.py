@@ -300,11 +300,14 @@ class BuiltinRuntime:
     ) -> int:
         reader = sock.makefile("rb")
         init_pid = 0
+        # Moving the first task into a cgroup waits for an RCU grace period (the kernel's
+        # cgroup_threadgroup_rwsem; 15-30 ms here). Without a new cgroup namespace, whose root
+        # is fixed when the intermediate unshares it, the init is moved instead, while it
+        # mounts the container's filesystem; it cannot exec (nor fork) before `start`.
+        attach_init = cgroup is not None and not _has_new_namespace(config, "cgroup")
         try:
-            if cgroup is not None:
-                cgroup.add_process(intermediate)
-                if (config.get("linux") or {}).get("resources"):
-                    cgroup.apply(config["linux"]["resources"])
+            if cgroup is not None and not attach_init:
+                _attach(cgroup, intermediate, config)
             if _has_new_userns(config):
                 _read_message(reader, "userns")
                 _write_id_maps(intermediate, config)
@@ -315,6 +318,8 @@ class BuiltinRuntime:
                 message = _read_message(reader, None)
                 if "pid" in message:
                     init_pid = int(message["pid"])
+                    if attach_init:
+                        _attach(cgroup, init_pid, config)
                     os.waitpid(intermediate, 0)
                 elif message.get("stage") == "mounted":
                     state["pid"] = init_pid
@@ -376,19 +381,23 @@ class BuiltinRuntime:
             deadline = time.monotonic() + _START_TIMEOUT
             poller = select.poll()
             poller.register(fd, select.POLLIN)
-            data = b""
-            while not data:
+            while True:
+                # Read before looking at the init: once it got past the fifo its byte stays
+                # in the pipe (we hold the read end), even if the command has already exited
+                # (`run IMG true`). Looking first, a fast command passed for a dead init.
+                try:
+                    if os.read(fd, 1):
+                        break
+                except BlockingIOError:
+                    pass
                 if _proc_start_time(saved["pid"]) != saved.get("start_time"):
                     raise RuntimeFailed(f"container {cid} init died before start")
                 if time.monotonic() > deadline:
                     raise RuntimeFailed(f"timed out waiting for container {cid} to start")
                 if poller.poll(50):
-                    try:
-                        data = os.read(fd, 1)
-                    except BlockingIOError:
-                        data = b""
-                    if not data:
-                        time.sleep(0.005)  # writer not there yet (POLLHUP without data)
+                    # POLLHUP without data: a writer's open came and went (interrupted by a
+                    # signal, it is retried); do not spin on it.
+                    time.sleep(0.001)
         finally:
             os.close(fd)
         os.unlink(fifo)
@@ -642,10 +651,21 @@ def _validate(config: Dict[str, Any], bundle: str) -> None:
 
 
 def _has_new_userns(config: Dict[str, Any]) -> bool:
+    return _has_new_namespace(config, "user")
+
+
+def _has_new_namespace(config: Dict[str, Any], kind: str) -> bool:
     return any(
-        n.get("type") == "user" and not n.get("path")
+        n.get("type") == kind and not n.get("path")
         for n in (config.get("linux") or {}).get("namespaces") or []
     )
+
+
+def _attach(cgroup: Any, pid: int, config: Dict[str, Any]) -> None:
+    """Move `pid` into the container's cgroup and apply the bundle's resource limits."""
+    cgroup.add_process(pid)
+    if (config.get("linux") or {}).get("resources"):
+        cgroup.apply(config["linux"]["resources"])
 
 
 def _compile_seccomp(config: Dict[str, Any]) -> Any:

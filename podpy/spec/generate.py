@@ -660,13 +660,14 @@ def _init_mount(binary: str) -> Dict[str, Any]:
     }
 
 
-def write_bundle(bundle_dir: str, config: Dict[str, Any]) -> str:
-    """Write config.json into bundle_dir atomically; returns its path."""
+def write_bundle(bundle_dir: str, config: Dict[str, Any], durable: bool = True) -> str:
+    """Write config.json into bundle_dir atomically; returns its path. `durable=False` skips
+    the fsyncs, for a config regenerated at every start (the monitor's)."""
     import json
 
     from podpy.atomic import write_atomic
 
     os.makedirs(bundle_dir, exist_ok=True)
     path = os.path.join(bundle_dir, "config.json")
-    write_atomic(path, json.dumps(config, indent=1).encode(), mode=0o600)
+    write_atomic(path, json.dumps(config, indent=1).encode(), mode=0o600, durable=durable)
     return path
