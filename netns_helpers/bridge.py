@@ -189,11 +189,10 @@ def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, A
             with _ipr() as ipr:
                 for link in links:
                     index = ipr.link_lookup(ifname=link["temp"])[0]
-                    # Docker's MAC from the IP: a neighbour's ARP cache stays right when an
-                    # address comes back (restart, reconnect) on a new veth.
-                    ipr.link(
-                        "set", index=index, ifname=link["ifname"], address=_mac_for(link["address"])
-                    )
+                    # Docker's MAC from the IP (unless --mac-address): a neighbour's ARP cache
+                    # stays right when an address comes back (restart, reconnect) on a new veth.
+                    mac = link.get("mac_address") or _mac_for(link["address"])
+                    ipr.link("set", index=index, ifname=link["ifname"], address=mac)
                     ipr.addr(
                         "add", index=index, address=link["address"], prefixlen=link["prefixlen"]
                     )
@@ -323,6 +322,7 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
                         "gateway": iface["gateway"],
                         "default_route": bool(iface.get("default_route")),
                         "host": host_name,
+                        "mac_address": iface.get("mac_address"),
                     }
                 )
         configured = _configure_inside(pid, links)

@@ -464,6 +464,11 @@ def _network_spec(eng: Engine, opts: CreateOptions, image_config: Dict[str, Any]
         add_hosts=opts.add_host,
         dns=opts.dns,
         dns_search=opts.dns_search,
+        dns_options=opts.dns_option,
+        mac_address=opts.mac_address,
+        ip=opts.ip,
+        aliases=opts.network_alias,
+        expose=opts.expose,
     )
     if spec.mode == netopts.MODE_BRIDGE:
         if spec.networks not in ([], [netopts.DEFAULT_NETWORK_NAME]):

@@ -480,10 +480,43 @@ def parse_network_spec(
     dns_search: Sequence[str] = (),
     dns_options: Sequence[str] = (),
     mac_address: Optional[str] = None,
+    ip: Optional[str] = None,
+    aliases: Sequence[str] = (),
+    expose: Sequence[str] = (),
 ) -> NetworkSpec:
-    """Everything network-related from `run`/`create` flags; `exposed` = image ExposedPorts keys
-    plus --expose values (only used with -P)."""
+    """Everything network-related from `run`/`create` flags; `exposed` = image ExposedPorts keys,
+    `expose` = --expose values (both only used with -P, both validated always, as podman)."""
     mode, options, networks = parse_network(network, rootless)
+    parse_exposed(expose)
+    exposed = [*exposed, *expose]
+    for flag, given in (
+        ("--network-alias", bool(aliases)),
+        ("--ip", ip is not None),
+        ("--mac-address", mac_address is not None),
+    ):
+        if given and mode != MODE_BRIDGE:
+            raise NetworkOptionError(
+                f"{flag} can only be set when the network mode is bridge: invalid argument",
+                hint=f"drop {flag}, or use a bridge network (--network NAME)",
+            )
+    if ip is not None:
+        if len(networks) > 1:
+            raise NetworkOptionError(
+                "--ip can only be set for a single network: invalid argument",
+                hint="use --network NAME:ip=ADDR for each network instead",
+            )
+        try:
+            options["ip"] = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise NetworkOptionError(
+                f'"{ip}" is not an ip address', hint="--ip takes an IPv4 address"
+            ) from None
+    if aliases:
+        options["aliases"] = list(options.get("aliases") or []) + list(aliases)
+    if mac_address is not None:
+        options["mac"] = parse_mac_address(mac_address)
+    elif options.get("mac"):
+        options["mac"] = parse_mac_address(options["mac"])
     ports: List[PortMapping] = []
     for value in publish:
         ports.extend(parse_publish(value))
@@ -509,12 +542,6 @@ def parse_network_spec(
                     f"conflicting options: {flag} and the network mode: none",
                     hint=f"drop --{flag} or use another --network",
                 )
-    if mac_address is not None:
-        if mode not in (MODE_SLIRP, MODE_BRIDGE):
-            raise NetworkOptionError(
-                "invalid config provided: networks and static ip/mac address can only be used "
-                "with Bridge mode networking",
-                hint="drop --mac-address or use --network slirp4netns or a named network",
-            )
-        spec.mac_address = parse_mac_address(mac_address)
+    if options.get("mac"):
+        spec.mac_address = options["mac"]
     return spec

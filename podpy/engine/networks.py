@@ -572,6 +572,8 @@ def attach_request(eng: Engine, row: Dict[str, Any], network: Dict[str, Any]) ->
                 "internal": bool(net["config"].get("internal")),
             }
         )
+        if position == 0 and options.get("mac"):  # --mac-address / NET:mac=
+            interfaces[-1]["mac_address"] = options["mac"]
     for iface in interfaces:  # the first non-internal network carries the default route
         if not iface["internal"]:
             iface["default_route"] = True

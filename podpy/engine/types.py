@@ -49,6 +49,11 @@ class CreateOptions:
     dns: List[str] = field(default_factory=list)
     dns_search: List[str] = field(default_factory=list)
     add_host: List[str] = field(default_factory=list)
+    dns_option: List[str] = field(default_factory=list)
+    expose: List[str] = field(default_factory=list)
+    ip: Optional[str] = None
+    mac_address: Optional[str] = None
+    network_alias: List[str] = field(default_factory=list)
     memory: Optional[str] = None
     memory_swap: Optional[str] = None
     cpus: Optional[float] = None

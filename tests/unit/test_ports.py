@@ -208,17 +208,29 @@ def test_flags_that_conflict_with_the_mode() -> None:
         NetworkOptionError, match="conflicting options: dns and the network mode: none"
     ):
         parse_network_spec("none", rootless=True, dns=["1.1.1.1"])
-    with pytest.raises(
-        NetworkOptionError, match="static ip/mac address can only be used with Bridge"
-    ):
-        parse_network_spec("host", rootless=True, mac_address="92:d0:c6:0a:29:33")
+    # podman 4.3.1's words; slirp4netns is refused too
+    for mode in ("host", "slirp4netns", "none"):
+        for flag, kwargs in (
+            ("--mac-address", {"mac_address": "92:d0:c6:0a:29:33"}),
+            ("--ip", {"ip": "10.0.2.9"}),
+            ("--network-alias", {"aliases": ["web"]}),
+        ):
+            with pytest.raises(
+                NetworkOptionError,
+                match=f"^{flag} can only be set when the network mode is bridge: invalid argument$",
+            ):
+                parse_network_spec(mode, rootless=True, **kwargs)
+    with pytest.raises(NetworkOptionError, match="--ip can only be set for a single network"):
+        parse_network_spec("a,b", rootless=True, ip="10.89.0.5")
+    with pytest.raises(NetworkOptionError, match='invalid exposed port "0"'):
+        parse_network_spec("none", rootless=True, expose=["0"])
     spec = parse_network_spec("host", rootless=True, publish=["8080:80"])
     assert spec.ports == [] and spec.warnings == [PORTS_DISCARDED_WARNING]
 
 
 def test_network_spec_round_trips_through_json() -> None:
     spec = parse_network_spec(
-        "slirp4netns:allow_host_loopback=true",
+        "net1:alias=db",
         rootless=True,
         publish=["127.0.0.1:8080:80", "53/udp"],
         publish_all_ports=True,
@@ -227,8 +239,13 @@ def test_network_spec_round_trips_through_json() -> None:
         dns=["9.9.9.9"],
         dns_search=["example.com"],
         dns_options=["ndots:2"],
-        mac_address="92:d0:c6:0a:29:33",
+        mac_address="92:D0:C6:0a:29:33",
+        ip="10.89.0.7",
+        aliases=["web"],
+        expose=["8080"],
     )
+    assert spec.options == {"aliases": ["db", "web"], "ip": "10.89.0.7", "mac": "92:d0:c6:0a:29:33"}
+    assert {p.container_port for p in spec.ports} == {80, 53, 443, 8080}
     data = json.loads(json.dumps(spec.to_dict()))
     again = NetworkSpec.from_dict(data)
     assert again == spec
