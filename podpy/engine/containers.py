@@ -703,7 +703,7 @@ def start(eng: Engine, ref: str) -> Dict[str, Any]:
 
 def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
     """Foreground run: this process becomes the container's monitor (same pid)."""
-    from podpy.selfexec import podpy_argv
+    from podpy.selfexec import podpy_argv, source_env
 
     spec_path = monitor_spec(eng, row, foreground=True)
     argv = podpy_argv(lean=True) + ["__monitor", spec_path]
@@ -713,7 +713,35 @@ def exec_monitor(eng: Engine, row: Dict[str, Any]) -> None:
     # DB writes checkpoint everything moments later.
     sys.stdout.flush()
     sys.stderr.flush()
+    if _can_monitor_in_process(row):
+        # The typer-free fast path has loaded nothing the monitor must shed, so this process
+        # becomes the monitor without a second interpreter start; the monitor still re-execs
+        # into its lean supervision-only form if the container outlives its first moments.
+        from podpy.monitor.main import main as monitor_main
+
+        os.environ.update(source_env())
+        code = monitor_main([spec_path])
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     os.execve(argv[0], argv, _monitor_env())
+
+
+def _can_monitor_in_process(row: Dict[str, Any]) -> bool:
+    """Only from the fast path (no typer/rich loaded) and single-threaded (the monitor forks
+    a helper to enter the user namespace, and unshares its mount namespace). Not with the
+    built-in --init: that init is a fork of the monitor and lives as long as the container,
+    so it must come from the lean interpreter, not from a CLI process."""
+    import threading
+
+    if ((row.get("config") or {}).get("run_options") or {}).get("init"):
+        return False
+    return (
+        "typer" not in sys.modules and "rich" not in sys.modules and threading.active_count() == 1
+    )
 
 
 # --- stop / kill / wait ---------------------------------------------------------------------
