@@ -668,6 +668,12 @@ def start(eng: Engine, ref: str) -> Dict[str, Any]:
         return row  # podman: starting a running container is not an error
     spec_path = monitor_spec(eng, row, foreground=False)
     argv = podpy_argv(lean=True) + ["__monitor", spec_path]
+    # From the fast path the forked child becomes the monitor without a new interpreter (it
+    # re-execs lean 0.4 s later, as every monitor). SQLite state must not cross fork():
+    # close our connection first; the monitor opens its own, and eng.db reopens on use.
+    in_process = _can_monitor_in_process(row)
+    if in_process:
+        eng.close()
     read_fd, write_fd = os.pipe()
     env = _monitor_env()
     sys.stdout.flush()
@@ -684,6 +690,12 @@ def start(eng: Engine, ref: str) -> Dict[str, Any]:
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
             os.set_inheritable(write_fd, True)
+            if in_process:
+                from podpy.monitor.main import main as monitor_main
+
+                os.environ.clear()
+                os.environ.update(env)
+                os._exit(monitor_main([spec_path, str(write_fd)]))
             os.execve(argv[0], argv + [str(write_fd)], env)
         finally:
             os._exit(127)
