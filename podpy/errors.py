@@ -35,6 +35,23 @@ def print_error(err: PodpyError) -> None:
         sys.stderr.write(f"Hint: {err.hint}\n")
 
 
+def report_internal_error(err: BaseException) -> int:
+    """A bug: one line for the user, the traceback at debug level; podpy's exit code 125."""
+    import sys
+
+    from podpy import log
+
+    if log.enabled(log.LEVELS["debug"]):
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(
+        f"Error: internal error: {type(err).__name__}: {err}\n"
+        "Hint: rerun with --log-level debug for the traceback, and report it\n"
+    )
+    return 125
+
+
 class ConfigError(PodpyError):
     """A configuration file could not be read or parsed."""
 

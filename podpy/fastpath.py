@@ -109,7 +109,7 @@ def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
     from podpy import log
     from podpy.ctrverbs import VERBS
     from podpy.engine import Engine, GlobalOptions
-    from podpy.errors import PodpyError, print_error
+    from podpy.errors import PodpyError, print_error, report_internal_error
 
     try:
         log.set_level(globals_.get("log_level", "warn"))
@@ -122,15 +122,7 @@ def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
     except BrokenPipeError:
         return 0
     except Exception as err:  # a bug: as podpy.cli.main reports it
-        if log.enabled(log.LEVELS["debug"]):
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(
-            f"Error: internal error: {type(err).__name__}: {err}\n"
-            "Hint: rerun with --log-level debug for the traceback, and report it\n"
-        )
-        return 125
+        return report_internal_error(err)
     finally:
         _flush(sys.stdout)
 

@@ -177,15 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as err:  # a bug: one line for the user, the traceback at debug level
-        from podpy import log
+        from podpy.errors import report_internal_error
 
-        if log.enabled(log.LEVELS["debug"]):
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(
-            f"Error: internal error: {type(err).__name__}: {err}\n"
-            "Hint: rerun with --log-level debug for the traceback, and report it\n"
-        )
-        return 125
+        return report_internal_error(err)
     return result if isinstance(result, int) else 0
