@@ -67,3 +67,10 @@ def busybox_image(registry: Registry, busybox_layout: images.BuiltImage) -> str:
 def multilayer_image(registry: Registry, multilayer_layout: images.BuiltImage) -> str:
     """`HOST/busybox-layers:latest` in the `registry` fixture."""
     return push_oci_layout(registry, multilayer_layout.oci_ref, "busybox-layers:latest")
+
+
+@pytest.fixture
+def image(as_each, busybox_image: str) -> str:
+    """The busybox reference, already pulled into as_each's store (root or rootless)."""
+    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
+    return busybox_image

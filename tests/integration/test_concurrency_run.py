@@ -18,12 +18,6 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
 def test_fifty_concurrent_runs(as_each, image: str) -> None:
     runner = as_each
     prefix = f"par{uuid.uuid4().hex[:6]}-"

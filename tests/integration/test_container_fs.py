@@ -20,12 +20,6 @@ def unique_name(prefix: str = "f") -> str:
 
 
 @pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
-@pytest.fixture
 def scratch(shared_tmp: Path) -> Path:
     path = shared_tmp / unique_name("scratch")
     path.mkdir()

@@ -19,12 +19,6 @@ def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
 def status_of(runner, ref: str) -> str:
     return runner.ok("inspect", "--type", "container", "--format", "{{.State.Status}}", ref).strip()
 

@@ -21,12 +21,6 @@ def unique_name(prefix: str = "t") -> str:
 
 
 @pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
-@pytest.fixture
 def running(as_each, image: str) -> str:
     """A detached `sleep` container with a known hostname; removed afterwards."""
     name = unique_name("exec")

@@ -27,13 +27,6 @@ def unique_name(prefix: str = "t") -> str:
 
 
 @pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    """The busybox reference, already pulled into as_each's store."""
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
-@pytest.fixture
 def scratch(shared_tmp: Path) -> Path:
     """A fresh directory both the rootless user and root can reach and write."""
     path = shared_tmp / unique_name("scratch")

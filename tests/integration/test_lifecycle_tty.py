@@ -17,20 +17,12 @@ import time
 import uuid
 from typing import List, Tuple
 
-import pytest
-
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 ROWS, COLS = 37, 113
 
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
 
 
 class Terminal:

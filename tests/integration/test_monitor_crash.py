@@ -13,18 +13,11 @@ import time
 import uuid
 from typing import Dict, List
 
-import pytest
 from procs import cmdline_of, mounts_mentioning, parent_of, pid_alive, wait_gone
 
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
 
 
 def inspect_one(runner, ref: str) -> Dict:

@@ -4,19 +4,10 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-
-def unique_name(prefix: str = "f") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
+from tests.conftest import unique_name
 
 
 @pytest.mark.parametrize(

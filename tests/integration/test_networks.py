@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import List
 
+from procs import all_pids, cmdline_of, parent_of, pid_alive
+
 HEX64_LEN = 64
 
 
@@ -278,19 +280,11 @@ def _links_on(bridge: str) -> List[str]:
 
 
 def _dns_processes(network_id: str) -> List[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-            except OSError:
-                continue
-            if b"dns-serve" in cmdline and network_id.encode() in cmdline:
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        found.append(int(entry))
-    return found
+    return [
+        pid
+        for pid in all_pids()
+        if "dns-serve" in cmdline_of(pid) and network_id in cmdline_of(pid) and pid_alive(pid)
+    ]
 
 
 def test_rootful_bridge_network_ip_name_alias_and_cleanup(rootful, busybox_image: str) -> None:
@@ -367,19 +361,11 @@ def _free_port() -> int:
 
 def _forwarders(monitor: int) -> List[int]:
     """The port forwarders the monitor `monitor` started (other tests may run their own)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == monitor and b"port-forward" in cmdline and _alive(int(entry)):
-                found.append(int(entry))
-    return found
+    return [
+        pid
+        for pid in all_pids()
+        if parent_of(pid) == monitor and "port-forward" in cmdline_of(pid) and pid_alive(pid)
+    ]
 
 
 def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
@@ -427,9 +413,9 @@ def test_published_port_on_a_user_network(as_each, busybox_image: str) -> None:
     assert len(forwarders) == 1
     as_each.ok("rm", "-f", web)
     deadline = time.monotonic() + 10
-    while _alive(forwarders[0]) and time.monotonic() < deadline:
+    while pid_alive(forwarders[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(forwarders[0]), "rm -f left the port forwarder running"
+    assert not pid_alive(forwarders[0]), "rm -f left the port forwarder running"
     as_each.ok("network", "rm", name)
 
 
@@ -505,22 +491,14 @@ def test_rootless_bridge_network_names_and_outbound(rootless, busybox_image: str
     state_file = os.path.join(netns, "networks", "rootless-netns.json")
     with open(state_file) as f:
         pids = json.load(f)
-    assert all(_alive(p) for p in pids.values())
+    assert all(pid_alive(p) for p in pids.values())
     rootless.ok("rm", "-f", server)
     rootless.ok("network", "rm", name)
     rootless.ok("system", "reset", "--force")  # ends the rootless netns with the store
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in pids.values() if _alive(p)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not [p for p in pids.values() if pid_alive(p)]
 
 
 def _eventually(fetch, attempts: int = 10) -> str:

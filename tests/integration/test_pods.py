@@ -14,6 +14,7 @@ import uuid
 from typing import Dict, List, Set
 
 import pytest
+from procs import pid_alive
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -24,21 +25,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (PID 1 here reaps orphans only every few seconds)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _children(parents: Set[int]) -> Set[int]:
@@ -128,9 +114,9 @@ def test_pod_members_share_localhost_hostname_and_ports(as_each, image: str) -> 
     assert as_each.ok("pod", "rm", "-f", pod).strip() == pod_id
     assert as_each.podpy("pod", "exists", pod).returncode == 1
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in watched | helpers) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in watched | helpers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in watched | helpers if _alive(p)]
+    assert not [p for p in watched | helpers if pid_alive(p)]
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
     assert pod_id[:12] not in mounts and info["InfraContainerID"] not in mounts
@@ -241,7 +227,7 @@ def test_infra_runs_podpys_static_pause(as_each) -> None:
     as_each.ok("pod", "stop", "-t", "60", pod)
     stopped = json.loads(as_each.ok("inspect", infra))[0]["State"]
     assert stopped["Status"] == "exited" and stopped["ExitCode"] == 0
-    assert not _alive(pid)
+    assert not pid_alive(pid)
     as_each.ok("pod", "rm", pod)
 
 

@@ -411,12 +411,6 @@ SERVE = (
 )
 
 
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
-
-
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("0.0.0.0", 0))

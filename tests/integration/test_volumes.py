@@ -9,19 +9,11 @@ import os
 import re
 import uuid
 
-import pytest
-
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def unique_name(prefix: str = "v") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def image(as_each, busybox_image: str) -> str:
-    as_each.ok("pull", "-q", "--tls-verify=false", busybox_image)
-    return busybox_image
 
 
 def volume_names(runner, *args: str) -> list:
