@@ -7,14 +7,20 @@ syntax errors, or the key, for wrong types) so the user knows exactly what to fi
 from __future__ import annotations
 
 import errno
+import marshal
 import os
 import re
+import stat
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import time
 
 from podpy.errors import ConfigError
 
-KeyPath = Tuple[str, ...]
+TYPE_CHECKING = False  # typing costs every command's start-up; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    KeyPath = Tuple[str, ...]
 
 
 class LazyRegex:
@@ -85,10 +91,27 @@ def _blank_comment_lines(text: str) -> str:
 
 
 def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
-    """Parse one file; None when it does not exist. `kind` names the man page for hints."""
+    """Parse one file; None when it does not exist. `kind` names the man page for hints.
+
+    A parsed document comes from the per-user cache (see `_cached`) when the file is the one
+    that was parsed before, so most runs import no TOML parser at all.
+    """
+    try:
+        before = os.stat(path)
+    except OSError:
+        before = None  # the read below reports the problem exactly as without a cache
+    key = cache_file = None
+    if before is not None and stat.S_ISREG(before.st_mode):
+        cache_file = _cache_file(path)
+        if cache_file is not None:
+            key = _identity(path, before)
+            document = _cached(cache_file, key)
+            if document is not None:
+                return document
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
+            after = os.fstat(handle.fileno())
     except OSError as err:
         if err.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
@@ -111,9 +134,150 @@ def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
         ) from err
     toml = _toml_module()
     try:
-        return toml.loads(_blank_comment_lines(text))
+        document = toml.loads(_blank_comment_lines(text))
     except toml.TOMLDecodeError as err:
         raise syntax_error(path, text, err) from err
+    # Only a file that did not change while we read it (same identity before and after,
+    # and not touched within the timestamp granularity) is worth remembering.
+    if (
+        cache_file is not None
+        and key is not None
+        and _identity(path, after) == key
+        and not _too_recent(after)
+        and _marshal_safe(document)
+    ):
+        _store(cache_file, key, document)
+    return document
+
+
+# --- the parsed-document cache -------------------------------------------------------------
+#
+# tomllib costs ~8 ms to import and ~1.5 ms to parse Debian's containers.conf, on every
+# command. The parsed document is kept per user in $XDG_CACHE_HOME/podpy/toml (default
+# ~/.cache/podpy/toml; root: /root/.cache/podpy/toml), one file per config file. The place
+# depends on nothing the config sets (storage.conf moves the run root, so that cannot hold
+# it) and belongs to the user: a rootless podpy inside its own user namespace keeps the
+# user's HOME and sees the same files as owned by its euid 0. Anything unusual (no HOME, an
+# unwritable or foreign directory, a file of another uid, a bad header or checksum, another
+# Python, a different file identity) means parsing the file as if there were no cache.
+#
+# An entry is keyed by the file's identity: absolute path, device, inode, size, mtime and
+# ctime in ns (ctime cannot be set back by utime, so an edit that keeps size and mtime still
+# misses; a new file under the same name has another inode or ctime). A file changed within
+# the last _RACY_NS is not stored: timestamps come from a coarse clock, so a second edit in
+# the same tick could keep every field (git's "racily clean" problem).
+# Documents with TOML dates and times are never stored: marshal cannot hold them.
+
+_CACHE_FORMAT = 1
+_CACHE_HEADER = (
+    f"podpy-toml-cache {_CACHE_FORMAT} {sys.implementation.cache_tag} {marshal.version}\n"
+).encode()
+_RACY_NS = 2_000_000_000
+_MARSHAL_SAFE = (str, int, float, bool)
+
+
+def _cache_base() -> Optional[str]:
+    """$XDG_CACHE_HOME (absolute, as the XDG spec requires) or $HOME/.cache; None if neither."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if base.startswith("/"):
+        return base
+    home = os.environ.get("HOME", "")
+    if home.startswith("/"):
+        return os.path.join(home, ".cache")
+    return None
+
+
+def _cache_file(path: str) -> Optional[str]:
+    """Where the parsed `path` is kept: its absolute path, escaped into one file name."""
+    base = _cache_base()
+    if base is None:
+        return None
+    name = os.path.abspath(path).replace("%", "%25").replace("/", "%2F")
+    if len(name) > 200:  # leaves room for the temporary's suffix within NAME_MAX
+        return None
+    return os.path.join(base, "podpy", "toml", name)
+
+
+def _identity(path: str, st: os.stat_result) -> tuple:
+    return (
+        os.path.abspath(path),
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    )
+
+
+def _too_recent(st: os.stat_result) -> bool:
+    newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    return time.time_ns() - newest < _RACY_NS
+
+
+def _marshal_safe(value: Any) -> bool:
+    """Only str-keyed tables, arrays, strings, numbers and booleans (no TOML dates/times)."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _marshal_safe(v) for k, v in value.items())
+    if kind is list:
+        return all(_marshal_safe(item) for item in value)
+    return kind in _MARSHAL_SAFE
+
+
+def _cached(cache_file: str, key: tuple) -> Optional[Dict[str, Any]]:
+    """The document stored for `key`, or None (missing, foreign, damaged or stale entry)."""
+    try:
+        with open(cache_file, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
+            data = handle.read()
+    except OSError:
+        return None
+    start = len(_CACHE_HEADER) + 4
+    if not data.startswith(_CACHE_HEADER):
+        return None
+    import zlib  # cheap: built in (Debian) or already loaded by the zipimporter
+
+    body = data[start:]
+    if data[start - 4 : start] != zlib.crc32(body).to_bytes(4, "little"):
+        return None
+    try:
+        stored = marshal.loads(body)
+    except Exception:  # marshal's errors vary: EOFError, ValueError, TypeError
+        return None
+    if type(stored) is not tuple or len(stored) != 2 or stored[0] != key:
+        return None
+    document = stored[1]
+    return document if type(document) is dict else None
+
+
+def _owned(directory: str) -> bool:
+    """Whether `directory` (or, while it does not exist yet, its parent) is the euid's."""
+    try:
+        return os.stat(directory).st_uid == os.geteuid()
+    except FileNotFoundError:
+        return os.stat(os.path.dirname(directory)).st_uid == os.geteuid()
+
+
+def _store(cache_file: str, key: tuple, document: Dict[str, Any]) -> None:
+    """Remember `document` for `key`; silently nothing if the cache cannot be written."""
+    import zlib
+
+    from podpy.atomic import write_atomic
+
+    base = _cache_base()
+    try:
+        body = marshal.dumps((key, document))
+        # Only under a base the user owns: root with another user's HOME must not fill
+        # (or take over) that user's cache.
+        if base is None or not _owned(base):
+            return
+        os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
+        data = _CACHE_HEADER + zlib.crc32(body).to_bytes(4, "little") + body
+        write_atomic(cache_file, data, mode=0o600, durable=False)
+    except (OSError, ValueError):
+        pass
 
 
 def drop_in_files(directory: str) -> List[str]:
