@@ -7,14 +7,17 @@ into (code, jt, jf, k) instructions for the running architecture (x86_64, aarch6
 
 from __future__ import annotations
 
-import copy
 import json
-import platform
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+import os
 
 from podpy.errors import PodpyError
 
-Instruction = Tuple[int, int, int, int]
+TYPE_CHECKING = False  # typing costs ~5 ms of every container start
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+    Instruction = Tuple[int, int, int, int]
+    Target = Union[int, str]
 
 # classic BPF opcodes (linux/filter.h)
 _LD_W_ABS = 0x20
@@ -79,6 +82,8 @@ DENIED_BEYOND_PODMAN = frozenset({"keyctl"})
 def default_profile() -> Dict[str, Any]:
     """A deep copy of the embedded podman default profile (podman's JSON form), minus
     DENIED_BEYOND_PODMAN, which then falls to the default action (ENOSYS)."""
+    import copy
+
     from podpy.runtime._seccomp_data import DEFAULT_PROFILE
 
     profile = copy.deepcopy(DEFAULT_PROFILE)
@@ -86,6 +91,21 @@ def default_profile() -> Dict[str, Any]:
         if rule.get("action") == "SCMP_ACT_ALLOW":
             rule["names"] = [n for n in rule.get("names") or [] if n not in DENIED_BEYOND_PODMAN]
     return profile
+
+
+def resolve_default_profile(
+    capabilities: Iterable[str], machine: Optional[str] = None
+) -> Dict[str, Any]:
+    """resolve_profile(default_profile(), ...) without the deep copy: resolve_profile copies
+    what it keeps, and DENIED_BEYOND_PODMAN is dropped from its output instead."""
+    from podpy.runtime._seccomp_data import DEFAULT_PROFILE
+
+    section = resolve_profile(DEFAULT_PROFILE, capabilities, machine)
+    for rule in section["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ALLOW":
+            rule["names"] = [n for n in rule["names"] if n not in DENIED_BEYOND_PODMAN]
+    section["syscalls"] = [rule for rule in section["syscalls"] if rule["names"]]
+    return section
 
 
 def load_profile(path: str) -> Dict[str, Any]:
@@ -109,7 +129,7 @@ def load_profile(path: str) -> Dict[str, Any]:
 
 
 def machine_arch(machine: Optional[str] = None) -> str:
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine  # what platform.machine() answers, without it
     if machine not in _ARCHES:
         raise SeccompError(
             f"seccomp is not supported on architecture {machine}",
@@ -119,7 +139,7 @@ def machine_arch(machine: Optional[str] = None) -> str:
 
 
 def _kernel_version() -> Tuple[int, ...]:
-    release = platform.release().split("-")[0]
+    release = os.uname().release.split("-")[0]
     parts = []
     for piece in release.split(".")[:3]:
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -214,9 +234,6 @@ def filter_flags(section: Dict[str, Any]) -> int:
             raise SeccompError(f"unknown seccomp flag {name!r}")
         flags |= _FILTER_FLAGS[name]
     return flags
-
-
-Target = Union[int, str]
 
 
 class _Assembler:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from podpy.errors import PodpyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -438,10 +441,8 @@ def _seccomp(opts: RunOptions, caps: List[str]) -> Optional[Dict[str, Any]]:
     if opts.privileged or opts.seccomp_profile == "unconfined":
         return None
     if opts.seccomp_profile:
-        profile = seccomp.load_profile(opts.seccomp_profile)
-    else:
-        profile = seccomp.default_profile()
-    return seccomp.resolve_profile(profile, caps)
+        return seccomp.resolve_profile(seccomp.load_profile(opts.seccomp_profile), caps)
+    return seccomp.resolve_default_profile(caps)
 
 
 def write_network_files(
@@ -512,7 +513,7 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     image = _image_section(image_config)
     rootless = (os.geteuid() != 0) if opts.rootless is None else opts.rootless
     if not rootless:
-        from podpy.idmap import in_initial_userns
+        from podpy.linux import in_initial_userns
 
         rootless = not in_initial_userns()
     cgroup_mode = cgroups.mode()

@@ -189,3 +189,24 @@ def test_default_profile_refuses_keyctl_like_docker():
     }
     assert "keyctl" not in allowed and "add_key" not in allowed
     assert "read" in allowed and "clone3" not in seccomp.DENIED_BEYOND_PODMAN
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize(
+    "caps", [DEFAULT_CAPABILITIES, [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"], []]
+)
+def test_resolve_default_profile_is_resolve_of_default_profile(machine, caps):
+    """The monitor's shortcut (no deep copy of the embedded profile) gives the same section,
+    keyctl still refused, and leaves the embedded profile untouched."""
+    from podpy.runtime._seccomp_data import DEFAULT_PROFILE
+
+    before = json.dumps(DEFAULT_PROFILE, sort_keys=True)
+    fast = seccomp.resolve_default_profile(caps, machine)
+    assert fast == seccomp.resolve_profile(seccomp.default_profile(), caps, machine)
+    assert not any(
+        "keyctl" in r["names"] for r in fast["syscalls"] if r["action"] == "SCMP_ACT_ALLOW"
+    )
+    fast["syscalls"][0]["names"].append("mutated")
+    assert json.dumps(DEFAULT_PROFILE, sort_keys=True) == before
+    program = seccomp.compile_filter(fast, machine)
+    assert run(program, "keyctl", machine=machine) == errno_ret(ENOSYS)
