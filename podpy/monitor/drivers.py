@@ -4,10 +4,13 @@ including the console socket that hands over the pty master when the container h
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, Dict, List, Optional
 
 from podpy.monitor.main import MonitorError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, Dict, List, Optional
 
 
 class RuntimeDriver:
@@ -36,6 +39,8 @@ class RuntimeDriver:
                 os.unlink(console_path)
             except FileNotFoundError:
                 pass
+            import socket  # only with a terminal
+
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(console_path)
             listener.listen(1)
@@ -81,6 +86,8 @@ class RuntimeDriver:
 
 
 def _receive_console(listener: socket.socket) -> int:
+    import socket
+
     listener.settimeout(10)
     conn, _ = listener.accept()
     with conn:

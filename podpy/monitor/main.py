@@ -8,19 +8,25 @@ podpy modules, and never touches typer, rich or pyroute2.
 
 from __future__ import annotations
 
+# The C module under `socket`: socket.py itself builds four IntEnums at import (~4 ms of
+# every start) and the monitor needs none of its helpers until an attach client connects.
+import _socket
 import errno
 import fcntl
 import json
 import os
 import select
 import signal
-import socket
 import struct
 import sys
 import time
-from typing import Any, Dict, List, Optional
 
 from podpy.monitor import logfile
+
+TYPE_CHECKING = False  # typing costs ~5 ms and ~0.8 MiB in the long-lived monitor
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, Dict, List, Optional
 
 # Frames sent to attach clients: [stream, 0, 0, 0, len_be32] + payload (Docker's format).
 STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR = 0, 1, 2
@@ -133,6 +139,60 @@ def _exit_code_from_status(status: int) -> int:
     return 125
 
 
+def _remove_tree(path: str) -> None:
+    """podpy.atomic.remove_tree without importing shutil (it loads bz2 and lzma: ~4 ms of
+    every `run --rm`). Walks by directory fds without following symlinks, as shutil.rmtree
+    does; on anything but a vanished entry (a directory without rwx, a mount point ...) it
+    hands over to remove_tree, which knows how to fix modes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError:
+        fd = -1  # a file, a symlink, or unreadable: remove_tree decides
+    try:
+        if fd >= 0:
+            _empty_dir_fd(fd)
+            os.close(fd)
+            fd = -1
+            os.rmdir(path)
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    from podpy.atomic import remove_tree
+
+    remove_tree(path)
+
+
+def _empty_dir_fd(dir_fd: int) -> None:
+    """Delete everything inside the directory open at dir_fd (never following symlinks)."""
+    with os.scandir(dir_fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if not is_dir:
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            continue
+        try:
+            child = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
+        except FileNotFoundError:
+            continue
+        try:
+            _empty_dir_fd(child)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=dir_fd)
+
+
 class HandedOverProcess:
     """A network helper (slirp4netns, pasta) started before the monitor slimmed down:
     its pid, the fds that keep it alive, and files to remove once it is gone."""
@@ -222,7 +282,7 @@ class Monitor:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         bind_unix(sock, path)
         os.chmod(path, 0o600)
         sock.listen(8)
@@ -318,10 +378,15 @@ class Monitor:
         if path.startswith("@"):
             path = "\0" + path[1:]
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto(message.encode(), path)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        except OSError:
+            return
+        try:
+            sock.sendto(message.encode(), path)
         except OSError:
             pass
+        finally:
+            sock.close()
 
     # --- running ----------------------------------------------------------------------
 
@@ -438,6 +503,20 @@ class Monitor:
         if self.stdin_write >= 0:
             os.close(self.stdin_write)
             self.stdin_write = -1
+
+    def _accept_client(self) -> socket.socket:
+        """accept() on the attach socket; the first client brings in the socket module (the
+        listener was made with _socket, which has no public accept)."""
+        import socket
+
+        listener = self.attach_listener
+        assert listener is not None
+        if not isinstance(listener, socket.socket):
+            listener = socket.socket(fileno=listener.detach())  # same fd, still polled
+            listener.setblocking(False)
+            self.attach_listener = listener
+        client, _ = listener.accept()
+        return client
 
     def _drop_client(self, client: socket.socket) -> None:
         if client in self.clients:
@@ -577,9 +656,9 @@ class Monitor:
         monitor.stdin_done = bool(state.get("stdin_done"))
         monitor.pty_master = state["pty_master"]
         if state["attach_listener"] >= 0:
-            monitor.attach_listener = socket.socket(fileno=state["attach_listener"])
+            monitor.attach_listener = _socket.socket(fileno=state["attach_listener"])
             monitor.attach_listener.setblocking(False)
-        monitor.clients = [socket.socket(fileno=fd) for fd in state.get("clients") or []]
+        monitor.clients = [_socket.socket(fileno=fd) for fd in state.get("clients") or []]
         monitor.saved_tty = _tty_from_json(state.get("saved_tty"))
         if state.get("network"):
             monitor.network = HandedOverProcess(state["network"])
@@ -589,7 +668,7 @@ class Monitor:
         for sock in monitor.clients + (
             [monitor.attach_listener] if monitor.attach_listener is not None else []
         ):
-            sock.set_inheritable(False)
+            os.set_inheritable(sock.fileno(), False)
         monitor._open_log()
         monitor._install_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, PROXIED_SIGNALS + (signal.SIGCHLD,))
@@ -647,7 +726,7 @@ class Monitor:
                         self.stdin_done = True
                         self._close_stdin()
                 elif self.attach_listener is not None and fd == self.attach_listener.fileno():
-                    client, _ = self.attach_listener.accept()
+                    client = self._accept_client()
                     self.clients.append(client)
                     client_fds[client.fileno()] = client
                     poller.register(client.fileno(), select.POLLIN)
@@ -734,11 +813,9 @@ class Monitor:
         return not any(vol.get("anonymous") for vol in spec.get("volumes") or [])
 
     def _remove_dirs(self) -> None:
-        from podpy.atomic import remove_tree
-
         for path in self.spec["remove_dirs"]:
             try:
-                remove_tree(path)
+                _remove_tree(path)
             except OSError as err:
                 sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
 
