@@ -5,11 +5,15 @@ them. The *_content functions are pure; the read_host_* helpers read this host's
 from __future__ import annotations
 
 import ipaddress
-import socket
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from podpy.engine.network_opts import MODE_HOST, MODE_NONE, MODE_PASTA, MODE_SLIRP, NetworkSpec
+from podpy.record import field, record
+
+TYPE_CHECKING = False  # typing costs ~5 ms of every `podpy run`
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
+
+    HostEntry = Tuple[str, List[str]]  # (ip, names)
 
 HOST_HOSTS = "/etc/hosts"
 HOST_RESOLV = "/etc/resolv.conf"
@@ -24,8 +28,6 @@ DEFAULT_LOCALHOST = (
     ("127.0.0.1", ("localhost", "localhost.localdomain", "localhost4", "localhost4.localdomain4")),
     ("::1", ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6")),
 )
-
-HostEntry = Tuple[str, List[str]]  # (ip, names)
 
 
 # --- /etc/hosts ----------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def hostname_content(hostname: str) -> str:
 # --- /etc/resolv.conf ----------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class ResolvConf:
     nameservers: List[str] = field(default_factory=list)
     search: List[str] = field(default_factory=list)
@@ -191,8 +193,12 @@ def read_host_resolv(path: str = HOST_RESOLV) -> str:
 def host_primary_ip() -> Optional[str]:
     """The host's source address for outbound traffic (what podman 4 puts on
     host.containers.internal); None without a default route. Sends no packet."""
-    for family, probe in ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1")):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+    # The C module under `socket`: socket.py builds four IntEnums at import (~4 ms of every
+    # `podpy run`, which computes these files) for nothing used here.
+    import _socket
+
+    for family, probe in ((_socket.AF_INET, "198.51.100.1"), (_socket.AF_INET6, "2001:db8::1")):
+        sock = _socket.socket(family, _socket.SOCK_DGRAM)
         try:
             sock.connect((probe, 9))
             address = sock.getsockname()[0]
