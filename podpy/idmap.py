@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
-from typing import List, NamedTuple, Optional, Tuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing costs ~5 ms; the rootless monitor imports this at every start
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
 
 
-# NamedTuples rather than dataclasses: importing dataclasses (and inspect) costs ~15 ms, and
-# this module is imported on paths that must stay cheap.
-class IdMapping(NamedTuple):
-    """One line of a uid_map/gid_map: ids container_id.. map to host_id.. for size ids."""
+# Named tuples rather than dataclasses: importing dataclasses (and inspect) costs ~15 ms, and
+# this module is imported on paths that must stay cheap (so collections', not typing's).
+class IdMapping(namedtuple("IdMapping", "container_id host_id size")):
+    """One line of a uid_map/gid_map: ids container_id.. map to host_id.. for size ids
+    (all int)."""
 
-    container_id: int
-    host_id: int
-    size: int
+    __slots__ = ()
 
     def to_oci(self) -> dict:
         """The runtime-spec form (`linux.uidMappings[]`)."""
@@ -26,11 +29,10 @@ class IdMapping(NamedTuple):
         return f"{self.container_id} {self.host_id} {self.size}"
 
 
-class SubIdRange(NamedTuple):
-    """A range of host ids delegated to a user: start, start+1, ..., start+count-1."""
+class SubIdRange(namedtuple("SubIdRange", "start count")):
+    """A range of host ids delegated to a user: start, start+1, ..., start+count-1 (ints)."""
 
-    start: int
-    count: int
+    __slots__ = ()
 
 
 def parse_subid_text(text: str, user: str, uid: Optional[int] = None) -> List[SubIdRange]:
@@ -97,14 +99,11 @@ def current_user_name(uid: Optional[int] = None) -> str:
         return str(uid)
 
 
-class UserIdMaps(NamedTuple):
-    """Everything needed to set up a rootless user namespace for one user."""
+class UserIdMaps(namedtuple("UserIdMaps", "user uid gid uid_ranges gid_ranges")):
+    """Everything needed to set up a rootless user namespace for one user: the login name,
+    uid, gid, and the delegated ranges (tuples of SubIdRange)."""
 
-    user: str
-    uid: int
-    gid: int
-    uid_ranges: Tuple[SubIdRange, ...]
-    gid_ranges: Tuple[SubIdRange, ...]
+    __slots__ = ()
 
     @property
     def single_id(self) -> bool:

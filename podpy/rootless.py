@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from podpy.errors import CommandNotFound, MissingTool, PodpyError
 from podpy.idmap import (
@@ -34,8 +33,10 @@ from podpy.idmap import (
     user_id_maps,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
     from podpy.paths import Paths
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List
 
 
 def podpy_argv(lean: bool = False) -> List[str]:

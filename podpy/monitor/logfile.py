@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing costs ~5 ms and ~0.8 MiB in the long-lived monitor
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional, Tuple
 
 STREAMS = ("stdout", "stderr")
 
@@ -38,12 +42,8 @@ def parse_rfc3339(text: str) -> float:
     return base - offset + (float("0." + frac) if frac else 0.0)
 
 
-class LogRecord(NamedTuple):
-    time: float
-    stream: str
-    partial: bool
-    text: bytes
-    raw_time: str
+# time: float, stream: str, partial: bool, text: bytes, raw_time: str
+LogRecord = namedtuple("LogRecord", "time stream partial text raw_time")
 
 
 class LogWriter:

@@ -8,7 +8,10 @@ its container: a killed monitor cannot leak a mount on the host.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 
 def enter_namespaces(spec: Dict[str, Any]) -> None:

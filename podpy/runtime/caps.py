@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence
-
 from podpy.errors import PodpyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence
 
 # containers.conf default_capabilities in podman 4.3 (containers-common 0.50).
 DEFAULT_CAPABILITIES = (

@@ -9,7 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any, Dict, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 # v1 hierarchies a container gets a directory in (cpuset needs cpus/mems copied first).

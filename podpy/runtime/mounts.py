@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 # mount(8) words -> (set flags, clear flags)
 _FLAG_WORDS: Dict[str, Tuple[int, int]] = {}

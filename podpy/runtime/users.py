@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 from podpy.errors import PodpyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 
 class ResolvedUser:
