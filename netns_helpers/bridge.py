@@ -3,11 +3,11 @@ forwarding and NAT masquerade; plus the small client the monitor uses to ask for
 
 Two halves. `attach_container(request, pid)` is the client: stdlib only (the monitor imports
 it), it runs `python3 podpy.pyz __netns` with the request and waits for its JSON answer. The
-`bridge-*` operations are the helper's side: pyroute2 is imported only inside them, and the
-part that must run inside the container's network namespace runs in a forked child that
-setns()es into it (the helper itself stays in the host's). The nftables ruleset is written with
-the `nft` CLI (pyroute2 0.9 has no usable nftables API): one `ip podpy` table, rebuilt
-atomically from the full list of masqueraded subnets each time.
+`bridge-*` operations are the helper's side: links, addresses and routes through
+netns_helpers/rtnl.py (rtnetlink), and the part that must run inside the container's network
+namespace runs in a forked child that setns()es into it (the helper itself stays in the host's).
+The nftables ruleset is written with the `nft` CLI: one `ip podpy` table, rebuilt atomically
+from the full list of masqueraded subnets each time.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from netns_helpers.rtnl import RTNL
 
 DEFAULT_NFT_TABLE = "podpy"  # the request names the store's own table (podpy_<hash>)
 CONTAINER_IFNAMES = ("eth0", "eth1", "eth2", "eth3", "eth4", "eth5", "eth6", "eth7")
@@ -95,34 +98,36 @@ def attach_container(request: Mapping[str, Any], pid: int, ports: Sequence[Any] 
     return forwarder
 
 
-# --- helper side (pyroute2) -------------------------------------------------------------------
+# --- helper side (rtnetlink) ------------------------------------------------------------------
 
 
-def _ipr() -> Any:
-    from pyroute2 import IPRoute
+def _rtnl() -> RTNL:
+    from netns_helpers.rtnl import RTNL
 
-    return IPRoute()
+    return RTNL()
 
 
-def _ensure_bridge(ipr: Any, name: str, gateway: str, prefixlen: int) -> int:
-    found = ipr.link_lookup(ifname=name)
-    if found:
-        index = found[0]
-    else:
+def _link_index(rtnl: RTNL, name: str) -> int:
+    index = rtnl.link_index(name)
+    if index is None:
+        raise _Failure(f"link {name} vanished")
+    return index
+
+
+def _ensure_bridge(rtnl: RTNL, name: str, gateway: str, prefixlen: int) -> int:
+    index = rtnl.link_index(name)
+    if index is None:
         try:
-            ipr.link("add", ifname=name, kind="bridge")
-        except Exception as err:  # created meanwhile by another container's helper
-            if "exists" not in str(err).lower():
-                raise
-        index = ipr.link_lookup(ifname=name)[0]
-    have = {a.get("address") for a in ipr.get_addr(index=index)}
-    if gateway not in have:
+            rtnl.add_bridge(name)
+        except FileExistsError:  # created meanwhile by another container's helper
+            pass
+        index = _link_index(rtnl, name)
+    if gateway not in {address for _, address, _ in rtnl.ipv4_addresses(index)}:
         try:
-            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
-        except Exception as err:
-            if "exists" not in str(err).lower():
-                raise
-    ipr.link("set", index=index, state="up")
+            rtnl.add_ipv4_address(index, gateway, prefixlen)
+        except FileExistsError:
+            pass
+    rtnl.set_link(index, up=True)
     return index
 
 
@@ -186,22 +191,19 @@ def _configure_inside(pid: int, links: List[Dict[str, Any]]) -> List[Dict[str, A
         try:
             linux.setns_path(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
             result = []
-            with _ipr() as ipr:
+            with _rtnl() as rtnl:
                 for link in links:
-                    index = ipr.link_lookup(ifname=link["temp"])[0]
+                    index = _link_index(rtnl, link["temp"])
                     # Docker's MAC from the IP (unless --mac-address): a neighbour's ARP cache
                     # stays right when an address comes back (restart, reconnect) on a new veth.
                     mac = link.get("mac_address") or _mac_for(link["address"])
-                    ipr.link("set", index=index, ifname=link["ifname"], address=mac)
-                    ipr.addr(
-                        "add", index=index, address=link["address"], prefixlen=link["prefixlen"]
-                    )
-                    ipr.link("set", index=index, state="up")
-                    mac = ipr.get_links(index)[0].get("address")
-                    result.append({"ifname": link["ifname"], "mac": mac})
+                    rtnl.set_link(index, ifname=link["ifname"], mac=mac)
+                    rtnl.add_ipv4_address(index, link["address"], link["prefixlen"])
+                    rtnl.set_link(index, up=True)
+                    result.append({"ifname": link["ifname"], "mac": rtnl.link_address(index)})
                 gateways = [link for link in links if link.get("default_route")]
                 if gateways:
-                    ipr.route("add", dst="0.0.0.0/0", gateway=gateways[0]["gateway"])
+                    rtnl.add_default_route(gateways[0]["gateway"])
             os.write(write_fd, json.dumps({"links": result}).encode())
             code = 0
         except BaseException as err:  # report anything to the parent
@@ -252,10 +254,10 @@ def bridge_detach(request: Mapping[str, Any]) -> Dict[str, Any]:
             from podpy import linux
 
             linux.setns_path(f"/proc/{pid}/ns/net", linux.CLONE_NEWNET)
-            with _ipr() as ipr:
-                found = [a["index"] for a in ipr.get_addr() if a.get("address") == address]
+            with _rtnl() as rtnl:
+                found = [i for i, have, _ in rtnl.ipv4_addresses() if have == address]
                 for index in found:
-                    ipr.link("del", index=index)
+                    rtnl.delete_link(index)
             os.write(write_fd, json.dumps({"deleted": len(found)}).encode())
             code = 0
         except BaseException as err:
@@ -298,21 +300,21 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
     links = []
     created: List[str] = []
     try:
-        with _ipr() as ipr:
+        with _rtnl() as rtnl:
             for position, iface in enumerate(interfaces):
                 bridge = _ensure_bridge(
-                    ipr, iface["bridge"], iface["gateway"], int(iface["prefixlen"])
+                    rtnl, iface["bridge"], iface["gateway"], int(iface["prefixlen"])
                 )
                 if request.get("default_net") and iface.get("network") == "podman":
                     _route_localnet(iface["bridge"])
                 token = secrets.token_hex(4)
                 host_name, temp = f"veth{token}", f"pp{token}"
-                ipr.link("add", ifname=host_name, kind="veth", peer=temp)
+                rtnl.add_veth(host_name, temp)
                 created.append(host_name)
-                host_index = ipr.link_lookup(ifname=host_name)[0]
-                peer_index = ipr.link_lookup(ifname=temp)[0]
-                ipr.link("set", index=host_index, master=bridge, state="up")
-                ipr.link("set", index=peer_index, net_ns_pid=pid)
+                host_index = _link_index(rtnl, host_name)
+                peer_index = _link_index(rtnl, temp)
+                rtnl.set_link(host_index, master=bridge, up=True)
+                rtnl.set_link(peer_index, netns_pid=pid)
                 links.append(
                     {
                         "temp": temp,
@@ -333,12 +335,13 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
                 str(request["default_net"]["container_id"]), request.get("publish") or []
             )
     except (_Failure, OSError, Exception) as err:
-        with _ipr() as ipr:
+        with _rtnl() as rtnl:
             for name in created:
-                for index in ipr.link_lookup(ifname=name):
+                index = rtnl.link_index(name)
+                if index is not None:
                     try:
-                        ipr.link("del", index=index)
-                    except Exception:
+                        rtnl.delete_link(index)
+                    except OSError:
                         pass
         raise PodpyError(f"connecting the container to its networks: {err}") from err
     for link, done in zip(links, configured):
@@ -349,10 +352,11 @@ def bridge_attach(request: Mapping[str, Any]) -> Dict[str, Any]:
 def bridge_remove(request: Mapping[str, Any]) -> Dict[str, Any]:
     """Helper op: delete a network's bridge (its veths went with their containers) and rebuild
     the nft table without it."""
-    with _ipr() as ipr:
+    with _rtnl() as rtnl:
         for name in request["bridges"] if "bridges" in request else [request["bridge"]]:
-            for index in ipr.link_lookup(ifname=str(name)):
-                ipr.link("del", index=index)
+            index = rtnl.link_index(str(name))
+            if index is not None:
+                rtnl.delete_link(index)
     apply_nat(
         request.get("masquerade") or [],
         request.get("isolated") or [],
