@@ -12,7 +12,10 @@ import errno
 import os
 import re
 import stat
-from typing import Iterator, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional
 
 TEMP_PREFIX = ".podpy-tmp-"
 _TEMP_RE = re.compile(r"^\.podpy-tmp-(\d+)-[0-9a-f]{8}-")

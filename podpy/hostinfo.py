@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from podpy.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # Podman reports Go's GOARCH names, not uname's.
 GO_ARCH = {
@@ -48,7 +52,7 @@ def kernel_version(release: str) -> Tuple[int, int]:
         return (0, 0)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UserInfo:
     """The account whose rootless setup is being described."""
 
@@ -526,7 +530,7 @@ def free_subid_start(
 # -- storage driver ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StorageProbes:
     """What the host offers for layered storage, as seen by one user."""
 

@@ -7,7 +7,12 @@ from containers/storage: sharing podman's graph root would corrupt both.
 from __future__ import annotations
 
 import os
-from typing import Mapping, NamedTuple, Optional
+
+from podpy.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 
 def is_rootless(uid: Optional[int] = None) -> bool:
@@ -39,8 +44,10 @@ def data_home(env: Mapping[str, str]) -> str:
     return env.get("XDG_DATA_HOME") or os.path.join(home_dir(env), ".local", "share")
 
 
-class Paths(NamedTuple):
-    """Immutable (a NamedTuple rather than a dataclass, for start-up time)."""
+@record(frozen=True)
+class Paths:
+    """Immutable (a podpy.record rather than a dataclass or NamedTuple: neither dataclasses
+    nor typing is imported on the `run` path, for start-up time)."""
 
     graph_root: str
     run_root: str

@@ -7,8 +7,6 @@ touches the disk. Files that do not exist are skipped; unknown keys are ignored.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
 
 from podpy.config.containers import (
     ContainersConfig,
@@ -24,6 +22,11 @@ from podpy.config.registries import (
     load_registries,
 )
 from podpy.config.storage import StorageConfig, load_storage
+from podpy.record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional
 
 __all__ = [
     "Config",
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Config:
     """Everything podpy reads from the containers config files, plus where it came from."""
 

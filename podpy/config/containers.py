@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from podpy.config._toml import LazyRegex, MergedToml, Section, drop_in_files, read_toml
 from podpy.errors import ConfigError
+from podpy.record import asdict, field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 # podman's defaults (containers/common pkg/config/default.go) where podpy follows them.
 DEFAULT_CAPABILITIES = [
@@ -76,7 +79,7 @@ def _systemd_running() -> bool:
     return os.path.isdir("/run/systemd/system")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainersConfig:
     """The containers.conf settings podpy reads, merged over podman's defaults."""
 

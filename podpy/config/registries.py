@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from podpy.config._toml import LazyRegex, MergedToml, describe, drop_in_files, read_toml
 from podpy.errors import ConfigError
+from podpy.record import asdict, field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
 PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
@@ -28,7 +31,7 @@ _REPO_RE = LazyRegex(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = LazyRegex(r":[\w][\w.-]{0,127}$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mirror:
     """One `[[registry.mirror]]`: tried in order before the registry's own location."""
 
@@ -38,7 +41,7 @@ class Mirror:
     pull_from_mirror: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RegistryEntry:
     """One `[[registry]]` table after validation (prefix defaults to location)."""
 
@@ -51,7 +54,7 @@ class RegistryEntry:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PullSource:
     """Where to try pulling `reference` from: a mirror or the registry's location."""
 
@@ -87,7 +90,7 @@ def _host(reference: str) -> str:
     return reference.split("/", 1)[0]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RegistriesConfig:
     """The effective registries.conf: search list, registry entries (sorted by prefix), aliases."""
 

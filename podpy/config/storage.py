@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
 
 from podpy.config._toml import LazyRegex, MergedToml, Section, read_toml
 from podpy.errors import ConfigError
+from podpy.record import asdict, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Tuple
 
 KIND = "storage.conf"
 DRIVERS = ("", "overlay", "vfs", "btrfs", "zfs", "devicemapper", "aufs")
 _VARIABLE = LazyRegex(r"\$(\w+|\{\w+\})")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StorageConfig:
     """The effective storage.conf settings (driver "" means auto-detect, as in podman)."""
 

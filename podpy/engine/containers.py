@@ -14,11 +14,13 @@ import re
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from podpy.errors import AlreadyExists, InvalidState, NoSuchObject, PodpyError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence
+
     from podpy.engine import Engine
     from podpy.engine.types import CreateOptions
 
@@ -40,7 +42,7 @@ _NAMES = (
 
 
 def _asdict(obj: Any) -> Dict[str, Any]:
-    from dataclasses import asdict  # not at import time: `ps` imports this module
+    from podpy.record import asdict
 
     return asdict(obj)
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from podpy.errors import NoSuchObject, PodpyError
 from podpy.image import reference as refs
+from podpy.record import field, record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
     from podpy.engine import Engine
     from podpy.image.pull import PullOptions, PullProgress, PullResult
     from podpy.storage.images import ImageRecord, ImageStore
@@ -62,7 +64,7 @@ def pull_if_missing(
 # --- list ---------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class ImageRow:
     """One line of `podpy images` (an image appears once per name)."""
 
@@ -327,7 +329,7 @@ def exists(eng: Engine, reference: str) -> bool:
         return False
 
 
-@dataclass
+@record
 class HistoryRow:
     ID: str
     Created: str
@@ -459,7 +461,7 @@ def untag(eng: Engine, source: str, targets: Sequence[str]) -> List[str]:
 # --- remove / prune ---------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class RemoveReport:
     untagged: List[str] = field(default_factory=list)
     deleted: List[str] = field(default_factory=list)

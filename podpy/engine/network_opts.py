@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from podpy.errors import PodpyError
+from podpy.record import asdict, field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 # Network modes a NetworkSpec can carry.
 MODE_NONE = "none"
@@ -40,7 +43,7 @@ class NetworkOptionError(PodpyError):
     """A network flag could not be parsed; the message is podman's for the same input."""
 
 
-@dataclass
+@record
 class PortMapping:
     """One published port: host_port 0 means "pick a free host port at start"."""
 
@@ -66,7 +69,7 @@ class PortMapping:
         )
 
 
-@dataclass
+@record
 class NetworkSpec:
     """What the user asked for, network-wise; the monitor receives it as JSON."""
 

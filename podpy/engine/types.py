@@ -1,12 +1,19 @@
-"""Option and report types shared by the CLI and the engine (plain dataclasses, stdlib only)."""
+"""Option and report types shared by the CLI and the engine.
+
+podpy.record classes, not dataclasses, and typing only for type checkers: this module is
+on the `podpy run` path, where those imports would cost ~20 ms of start-up.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from podpy.record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 
-@dataclass
+@record
 class CreateOptions:
     """What `podpy create/run` was asked for; the engine turns it into an OCI bundle."""
 
@@ -68,7 +75,7 @@ class CreateOptions:
     quiet: bool = False
 
 
-@dataclass
+@record
 class ItemReport:
     """Outcome for one of several targets (`podpy rm a b c`): printed id or error."""
 

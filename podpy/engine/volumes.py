@@ -14,11 +14,13 @@ import os
 import re
 import stat
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from podpy.errors import AlreadyExists, InvalidState, NoSuchObject, PodpyError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
     from podpy.engine import Engine
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from typing import Iterable, List, Mapping, Optional
 
 from podpy.errors import PodpyError
+from podpy.record import record, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, List, Mapping, Optional
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAINS = ("index.docker.io", "registry-1.docker.io")
@@ -33,7 +36,7 @@ class ReferenceError(PodpyError):
     """A string that is not a valid image reference."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A parsed reference; `domain` is empty for a short name such as `busybox:1.36`."""
 

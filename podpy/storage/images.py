@@ -11,24 +11,15 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
 
 from podpy.errors import NoSuchObject, PodpyError
 from podpy.image import reference as refs
+from podpy.record import field, record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported on first use: `podpy run` of a local image needs neither
+    from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
     from podpy.image import manifest as mf
     from podpy.storage.blobs import BlobStore
     from podpy.storage.layers import LayerStore
@@ -38,7 +29,7 @@ IMAGE_UNKNOWN = "image not known"
 ORPHAN_GRACE_SECONDS = 600.0
 
 
-@dataclass
+@record
 class ImageRecord:
     """One local image, decoded from its `images` row."""
 
