@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from podpy.hostinfo import (
@@ -22,6 +21,7 @@ from podpy.hostinfo import (
     has_file_caps,
     subid_ranges,
 )
+from podpy.record import asdict, field, record
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 SUBUID_FILE = "/etc/subuid"
@@ -32,7 +32,7 @@ MAX_USER_NAMESPACES_FIX = 28633
 ROOTLESS_NOTE = "rootless checks need --user NAME (running as root checks only what root needs)"
 
 
-@dataclass
+@record
 class Check:
     """One line of the report. `required` failures make doctor exit 1; warnings never do."""
 
@@ -47,7 +47,7 @@ class Check:
         return self.status == FAIL and self.required
 
 
-@dataclass
+@record
 class DoctorContext:
     host: Host
     user: UserInfo
@@ -70,7 +70,7 @@ class DoctorContext:
         return self._memo["overlay"]
 
 
-@dataclass
+@record
 class DoctorReport:
     user: Optional[str]
     uid: Optional[int]

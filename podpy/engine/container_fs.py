@@ -15,10 +15,10 @@ import os
 import stat
 import sys
 import tarfile
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from podpy.errors import InvalidState, PodpyError
+from podpy.record import field, record
 
 if TYPE_CHECKING:
     from podpy.engine import Engine
@@ -34,7 +34,7 @@ _EXTRACT_KW: Dict[str, Any] = (
 # --- the child that sees the container's files ---------------------------------------------
 
 
-@dataclass
+@record
 class _View:
     """What the forked child needs (it must not touch the parent's sqlite connection)."""
 
@@ -226,7 +226,7 @@ def _check_member_name(name: str) -> List[str]:
     return parts
 
 
-@dataclass
+@record
 class _Placement:
     """Where an archive lands: every entry's first component becomes `top` (None: dropped,
     for `SRC/.`), under directory `directory`."""
@@ -748,7 +748,7 @@ def _merge_config(row: Dict[str, Any], parent: Dict[str, Any]) -> Dict[str, Any]
     return config
 
 
-@dataclass
+@record
 class CommitOptions:
     changes: List[str] = field(default_factory=list)
     message: str = ""

@@ -7,10 +7,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Dict, List, Optional, Tuple
 
 from podpy.errors import PodpyError
+from podpy.record import field, record
 
 if TYPE_CHECKING:
     from podpy.engine import Engine
@@ -47,7 +47,7 @@ def registry_key(eng: Engine, text: Optional[str]) -> str:
     return key
 
 
-@dataclass
+@record
 class LoginOptions:
     username: str
     password: str
@@ -128,7 +128,7 @@ def logout(
 # --- push / copy / remote inspect -------------------------------------------------------------
 
 
-@dataclass
+@record
 class PushOptions:
     tls_verify: Optional[bool] = None
     creds: Optional[str] = None
@@ -586,7 +586,7 @@ def _check_tar_and_diff_id(path: str, where: str) -> str:
     return "sha256:" + hasher.hexdigest()
 
 
-@dataclass
+@record
 class ImportOptions:
     changes: List[str] = field(default_factory=list)
     message: str = ""

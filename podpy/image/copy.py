@@ -16,11 +16,11 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from podpy.errors import PodpyError
 from podpy.image import manifest as mf
+from podpy.record import field, record
 
 if TYPE_CHECKING:
     from podpy.engine import Engine
@@ -34,7 +34,7 @@ class CopyError(PodpyError):
     """An image that cannot be read from a source or written to a destination."""
 
 
-@dataclass
+@record
 class LayerBlob:
     """One layer as a blob: `digest`/`size`/`media_type` describe the bytes `open()` returns."""
 
@@ -55,7 +55,7 @@ class LayerBlob:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-@dataclass
+@record
 class ImageSource:
     """An image ready to be written anywhere (see the module docstring)."""
 
@@ -473,7 +473,7 @@ def _referenced(st: Any, digest: str) -> bool:
 # --- registries --------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class RegistryOptions:
     tls_verify: Optional[bool] = None  # None: registries.conf decides
     creds: Optional[str] = None
@@ -509,7 +509,7 @@ def registry_client(eng: Engine, host: str, repository: str, options: RegistryOp
     )
 
 
-@dataclass
+@record
 class RemoteImage:
     """What `image inspect docker://` shows: the chosen manifest, its digest, the config."""
 
@@ -618,7 +618,7 @@ class _VerifiedRemoteBlob:
 # --- transport names ---------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class Endpoint:
     """A parsed `TRANSPORT:REFERENCE` (`containers-storage` for a plain local name)."""
 
@@ -686,7 +686,7 @@ def open_source(eng: Engine, endpoint: Endpoint, options: RegistryOptions) -> Im
     raise CopyError(f"unsupported source transport {endpoint.transport}")
 
 
-@dataclass
+@record
 class CopyResult:
     image_id: str
     manifest_digest: Optional[str]

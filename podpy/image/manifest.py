@@ -6,10 +6,10 @@ import hashlib
 import json
 import platform as _platform
 import re
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 from podpy.errors import PodpyError
+from podpy.record import field, record
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
@@ -119,7 +119,7 @@ _ARCH_ALIASES = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     os: str = "linux"
     architecture: str = "amd64"
@@ -176,7 +176,7 @@ def parse_platform(
 # --- descriptors and manifests ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     media_type: str
     digest: str
@@ -227,7 +227,7 @@ class Descriptor:
         return out
 
 
-@dataclass
+@record
 class ImageManifest:
     media_type: str
     config: Descriptor
@@ -240,7 +240,7 @@ class ImageManifest:
         return sha256_digest(self.raw)
 
 
-@dataclass
+@record
 class ImageIndex:
     media_type: str
     manifests: List[Descriptor]
@@ -355,7 +355,7 @@ def select_manifest(index: ImageIndex, wanted: Platform) -> Descriptor:
     )
 
 
-@dataclass
+@record
 class ImageConfig:
     """The parts of an image config JSON podpy reads; `raw` keeps the exact bytes."""
 

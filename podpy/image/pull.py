@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 from podpy import log
@@ -30,6 +29,7 @@ from podpy.image.registry import (
     RegistryError,
     Unauthorized,
 )
+from podpy.record import field, record
 
 DEFAULT_PARALLEL = 3
 PARALLEL_ENV = "PODPY_MAX_PARALLEL_DOWNLOADS"
@@ -62,7 +62,7 @@ class SilentProgress:
         pass
 
 
-@dataclass
+@record
 class PullOptions:
     platform: mf.Platform = field(default_factory=mf.host_platform)
     tls_verify: Optional[bool] = None  # None: registries.conf decides
@@ -71,7 +71,7 @@ class PullOptions:
     cert_dir: Optional[str] = None
 
 
-@dataclass
+@record
 class LayerPlan:
     descriptor: mf.Descriptor
     diff_id: str
@@ -81,7 +81,7 @@ class LayerPlan:
     present: bool  # already unpacked in the store
 
 
-@dataclass
+@record
 class FetchedImage:
     """Everything known about a remote image once its manifest and config are read."""
 
@@ -95,7 +95,7 @@ class FetchedImage:
     repository: str  # the path on that registry
 
 
-@dataclass
+@record
 class PullResult:
     image_id: str
     name: str

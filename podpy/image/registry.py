@@ -13,12 +13,12 @@ import ssl
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from podpy import __version__, log
 from podpy.errors import PodpyError
 from podpy.image.manifest import ACCEPT_MANIFEST_TYPES, MAX_MANIFEST_SIZE, ManifestError
+from podpy.record import field, record
 from podpy.storage.blobs import TransientFetchError
 
 # `host[:port][/repository]` -> (username, password/secret) or None. The key names the
@@ -108,13 +108,13 @@ def _error_detail(body: bytes) -> Tuple[str, str]:
         return "", text[0][:200] if text else ""
 
 
-@dataclass
+@record
 class _Token:
     value: str
     expires: float
 
 
-@dataclass
+@record
 class Response:
     """A response whose body is still unread (`stream`) or already read (`body`)."""
 
@@ -168,7 +168,7 @@ class _BlobStream:
         self.response.close()
 
 
-@dataclass
+@record
 class RegistryClient:
     """One registry host. Thread-safe: blobs are fetched from several threads at once."""
 

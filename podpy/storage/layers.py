@@ -22,11 +22,11 @@ import os
 import shutil
 import stat
 import zlib
-from dataclasses import dataclass
 from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from podpy import log
 from podpy.errors import PodpyError
+from podpy.record import record
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -401,14 +401,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-@dataclass
+@record
 class ApplyResult:
     diff_id: str
     size: int  # bytes of the uncompressed tar stream
     skipped_devices: int = 0
 
 
-@dataclass
+@record
 class _PendingDir:
     parts: Tuple[str, ...]
     mode: int
