@@ -2,19 +2,20 @@
 
 Stdlib only. `render(template, data)` parses and executes in one call; failures raise
 `TemplateError` with Go's wording and the line/column where the template went wrong.
-Data may be dicts (keys looked up as given), dataclasses or plain objects (attributes, with
+Data may be dicts (keys looked up as given), records (podpy.record), dataclasses or plain objects (attributes, with
 bound methods called like Go methods), lists, and scalars.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import math
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Tuple
 
 from podpy.errors import PodpyError
+from podpy.record import fields as record_fields
+from podpy.record import is_record, record
 
 __all__ = ["MISSING", "TemplateError", "go_str", "render", "sprintf", "to_jsonable"]
 
@@ -103,10 +104,24 @@ def go_str(value: Any) -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         elements = sorted(value, key=_sort_key) if isinstance(value, (set, frozenset)) else value
         return "[" + " ".join(go_str(e) for e in elements) + "]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = dataclasses.fields(value)
-        return "{" + " ".join(go_str(getattr(value, f.name)) for f in fields) + "}"
+    names = _struct_fields(value)
+    if names is not None:
+        return "{" + " ".join(go_str(getattr(value, name)) for name in names) + "}"
     return str(value)
+
+
+def _struct_fields(value: Any) -> Optional[List[str]]:
+    """Field names of a record or dataclass instance (rendered as a Go struct), else None."""
+    if isinstance(value, type):
+        return None
+    if is_record(value):
+        return [f.name for f in record_fields(value)]
+    if hasattr(type(value), "__dataclass_fields__"):
+        # A caller's own dataclass: dataclasses is loaded already if such an object exists.
+        import dataclasses
+
+        return [f.name for f in dataclasses.fields(value)]
+    return None
 
 
 def _sort_key(value: Any) -> Tuple[int, Any]:
@@ -125,7 +140,7 @@ def _sorted_items(mapping: Mapping[Any, Any]) -> List[Tuple[Any, Any]]:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, objects, enums, tuples and datetimes into plain JSON-able data."""
+    """Convert records, dataclasses, objects, enums, tuples and datetimes into plain JSON-able data."""
     if value is MISSING or value is None or isinstance(value, (str, bool, int)):
         return None if value is MISSING else value
     if isinstance(value, float):
@@ -147,8 +162,9 @@ def to_jsonable(value: Any) -> Any:
         import base64
 
         return base64.b64encode(bytes(value)).decode("ascii")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _struct_fields(value)
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_jsonable(to_dict())
@@ -193,7 +209,7 @@ _KEYWORDS = {
 }
 
 
-@dataclasses.dataclass
+@record
 class _Token:
     kind: str  # text left right space field var dot ident keyword string char number bool nil | ( ) := = , eof
     value: str
@@ -379,67 +395,67 @@ class _Lexer:
 # --------------------------------------------------------------------------- parse tree
 
 
-@dataclasses.dataclass
+@record
 class _Node:
     pos: int
     text: str  # the node's source, shown in "executing at <...>" errors
 
 
-@dataclasses.dataclass
+@record
 class _Text(_Node):
     pass
 
 
-@dataclasses.dataclass
+@record
 class _Literal(_Node):
     value: Any
 
 
-@dataclasses.dataclass
+@record
 class _DotNode(_Node):
     pass
 
 
-@dataclasses.dataclass
+@record
 class _FieldNode(_Node):
     names: List[str]
 
 
-@dataclasses.dataclass
+@record
 class _VariableNode(_Node):
     name: str
     names: List[str]  # fields after the variable: $x.A.B
 
 
-@dataclasses.dataclass
+@record
 class _IdentifierNode(_Node):
     name: str
 
 
-@dataclasses.dataclass
+@record
 class _ChainNode(_Node):
     node: _Node
     names: List[str]
 
 
-@dataclasses.dataclass
+@record
 class _Command(_Node):
     args: List[_Node]
 
 
-@dataclasses.dataclass
+@record
 class _Pipe(_Node):
     decl: List[str]
     is_assign: bool
     cmds: List[_Command]
 
 
-@dataclasses.dataclass
+@record
 class _Action(_Node):
     pipe: _Pipe
 
 
-@dataclasses.dataclass
+@record
 class _Branch(_Node):
     kind: str  # if, with, range
     pipe: _Pipe
@@ -447,12 +463,12 @@ class _Branch(_Node):
     else_body: Optional[List[_Node]]
 
 
-@dataclasses.dataclass
+@record
 class _LoopControl(_Node):
     kind: str  # break, continue
 
 
-@dataclasses.dataclass
+@record
 class _TemplateCall(_Node):
     name: str
     pipe: Optional[_Pipe]

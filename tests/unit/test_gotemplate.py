@@ -13,6 +13,8 @@ import pytest
 
 from podpy.errors import PodpyError
 from podpy.gotemplate import MISSING, TemplateError, go_str, render, to_jsonable
+from podpy.record import field as rfield
+from podpy.record import record
 
 CONTAINER: Dict[str, Any] = {
     "ID": "3c1fbf4a1b7e",
@@ -328,3 +330,30 @@ def test_go_str_and_to_jsonable() -> None:
         "s": [1, 3],
         "i": {"Repository": "r", "Tag": "t", "Digests": []},
     }
+
+
+@record
+class RecordImage:
+    """The same shape as Image, as a podpy.record (what podpy's engine types are)."""
+
+    Repository: str
+    Tag: str
+    Digests: List[str] = rfield(default_factory=list)
+    _Private: int = 0
+
+
+def test_records_render_as_go_structs_like_dataclasses() -> None:
+    rec_image = RecordImage("r", "t", ["d"], 7)
+    assert go_str(rec_image) == "{r t [d] 7}" and go_str(Image("r", "t", ["d"])) == "{r t [d]}"
+    assert render("{{.}}", rec_image) == "{r t [d] 7}"
+    # All fields, as for a dataclass (a plain object would drop the _-prefixed one).
+    assert to_jsonable(rec_image) == {
+        "Repository": "r",
+        "Tag": "t",
+        "Digests": ["d"],
+        "_Private": 7,
+    }
+    assert render("{{.Repository}}:{{.Tag}} {{json .}}", rec_image) == (
+        'r:t {"Repository":"r","Tag":"t","Digests":["d"],"_Private":7}'
+    )
+    assert to_jsonable(RecordImage) != to_jsonable(rec_image), "a record class is not a struct"
