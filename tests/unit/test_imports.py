@@ -5,6 +5,7 @@ Every check runs in a fresh interpreter, so one test's imports cannot hide anoth
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -122,3 +123,109 @@ def test_third_party_detector_sees_a_real_dependency() -> None:
         "import typer\n" + THIRD_PARTY_CHECK + "import json; print(json.dumps(third))\n"
     )
     assert "typer" in third and "click" in third, third
+
+
+# `podpy run` up to the monitor must not pay for dataclasses, inspect or typing (~20 ms of
+# start-up together): podpy.record replaces dataclasses (which pulls inspect), and typing is
+# imported only under TYPE_CHECKING. Run-path modules that still import typing at run time
+# (being worked on by their owners); remove a name once its module is clean.
+RUN_PATH_TYPING_LEFT = ("podpy.db.schema", "podpy.db.state")
+
+
+def _store_with_image(tmp_path: Path) -> Tuple[str, str]:
+    """A fresh --root/--runroot holding localhost/tiny:latest (one small layer)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from tests.images import files_layer, write_oci_layout
+    finally:
+        sys.path.remove(str(REPO))
+    image = write_oci_layout(tmp_path / "layout", [files_layer({"etc/hello": b"hi\n"})])
+    root, runroot = str(tmp_path / "root"), str(tmp_path / "run")
+    argv = ["--root", root, "--runroot", runroot, "image", "copy", image.oci_ref,
+            "containers-storage:localhost/tiny:latest"]  # fmt: skip
+    code = f"from podpy.__main__ import main; sys.exit(main({argv!r}))"
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return root, runroot
+
+
+def test_run_path_skips_dataclasses_inspect_and_typing(tmp_path: Path) -> None:
+    root, runroot = _store_with_image(tmp_path)
+    # The real `run` (fast path, config, state DB, create) until it would become the monitor;
+    # there the modules loaded so far are reported instead.
+    argv = ["--root", root, "--runroot", runroot, "run", "--rm", "--network", "none",
+            "localhost/tiny", "true"]  # fmt: skip
+    code = (
+        "import os\n"
+        "import podpy.engine.containers as containers\n"
+        "def report(eng, row):\n"
+        "    loaded = {m: getattr(sys.modules[m], '__file__', None) for m in sys.modules}\n"
+        "    print(json.dumps([sorted(loaded), sorted(m for m in loaded if m not in _before)]))\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+        "containers.exec_monitor = report\n"
+        "from podpy.__main__ import main\n"
+        f"main({argv!r})\n"
+        "print(json.dumps(None))\n"
+    )
+    # json is imported first (the reporter needs it); it is on the run path anyway.
+    loaded, new = run_python("import json\n" + code)
+    assert "podpy.engine.containers" in new and "podpy.config" in new, "run did not get far"
+    assert "podpy.monitor.main" not in loaded, "the check must stop before the monitor"
+    for name in ("dataclasses", "inspect"):
+        assert name not in loaded, f"`podpy run` imports {name}"
+    if "typing" in loaded:
+        culprits = _typing_importers(new)
+        assert set(culprits) <= set(RUN_PATH_TYPING_LEFT), culprits
+
+
+def _typing_importers(modules: List[str]) -> List[str]:
+    """Which of our `modules` import typing when imported (a module-level import outside
+    `if TYPE_CHECKING:`), read from their source: at run time the first importer hides
+    the others."""
+    culprits = []
+    for name in modules:
+        if name.split(".")[0] not in PACKAGES:
+            continue
+        path = REPO.joinpath(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        if _imports_typing(ast.parse(path.read_text()).body):
+            culprits.append(name)
+    return culprits
+
+
+def _imports_typing(body: List[ast.stmt]) -> bool:
+    for node in body:
+        if isinstance(node, ast.Import) and any(a.name == "typing" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "typing" and node.level == 0:
+            return True
+        if isinstance(node, ast.If):
+            guarded = isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            if (not guarded and _imports_typing(node.body)) or _imports_typing(node.orelse):
+                return True
+        if isinstance(node, ast.Try) and any(
+            _imports_typing(part)
+            for part in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers))
+        ):
+            return True
+    return False
+
+
+def test_typing_importer_detector() -> None:
+    # Guards the guard: a guarded import does not count, a plain or nested one does.
+    guarded = "TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from typing import Any\n"
+    assert not _imports_typing(ast.parse(guarded).body)
+    assert _imports_typing(ast.parse("import os\nfrom typing import Any\n").body)
+    assert _imports_typing(
+        ast.parse("try:\n    import typing\nexcept ImportError:\n    pass\n").body
+    )
+    assert _typing_importers(["podpy.db.schema", "podpy.record", "json"]) == _TYPING_SCHEMA
+
+
+_TYPING_SCHEMA = ["podpy.db.schema"] if "podpy.db.schema" in RUN_PATH_TYPING_LEFT else []
