@@ -139,3 +139,64 @@ def test_non_executable_helper_is_not_used(tmp_path: Path) -> None:
     tool.chmod(0o644)
     with pytest.raises(MissingTool):
         find_helper("newuidmap", [str(tmp_path)])
+
+
+def _fake_helper(directory: Path, name: str, body: str) -> str:
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_map_ids_runs_both_helpers_with_the_podman_layout(tmp_path: Path) -> None:
+    """newuidmap and newgidmap get the pid and the triplets (run side by side, no subprocess)."""
+    import sys
+
+    from podpy.idmap import SubIdRange, UserIdMaps
+    from podpy.rootless import map_ids
+
+    log = tmp_path / "log"
+    body = f'echo "$(basename "$0") $*" >> {log}\n'
+    helpers = (
+        _fake_helper(tmp_path, "newuidmap", body),
+        _fake_helper(tmp_path, "newgidmap", body),
+    )
+    maps = UserIdMaps("u", 1000, 1001, (SubIdRange(100000, 65536),), (SubIdRange(200000, 10),))
+    saved = sys.modules.pop("subprocess", None)
+    try:
+        map_ids(4242, maps, helpers=helpers)
+        assert "subprocess" not in sys.modules
+    finally:
+        if saved is not None:
+            sys.modules["subprocess"] = saved
+    assert sorted(log.read_text().splitlines()) == [
+        "newgidmap 4242 0 1001 1 1 200000 10",
+        "newuidmap 4242 0 1000 1 1 100000 65536",
+    ]
+    log.unlink()
+    map_ids(4242, maps, helper_dirs=[str(tmp_path)])  # found by name
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_map_ids_failure_shows_the_helper_message(tmp_path: Path) -> None:
+    from podpy.errors import PodpyError
+    from podpy.idmap import SubIdRange, UserIdMaps
+    from podpy.rootless import map_ids
+
+    maps = UserIdMaps("u", 1000, 1001, (SubIdRange(100000, 5),), (SubIdRange(200000, 5),))
+    helpers = (
+        _fake_helper(
+            tmp_path, "newuidmap", "echo 'newuidmap: write to uid_map failed' >&2\nexit 1\n"
+        ),
+        _fake_helper(tmp_path, "newgidmap", "exit 3\n"),
+    )
+    with pytest.raises(PodpyError) as caught:
+        map_ids(77, maps, helpers=helpers)
+    assert caught.value.message == (
+        "newuidmap 77 0 1000 1 1 100000 5 failed: newuidmap: write to uid_map failed"
+    )
+    helpers = (_fake_helper(tmp_path, "ok", "exit 0\n"), helpers[1])
+    with pytest.raises(
+        PodpyError, match=r"^newgidmap 77 0 1001 1 1 200000 5 failed: exit status 3$"
+    ):
+        map_ids(77, maps, helpers=helpers)
