@@ -8,15 +8,24 @@ Conventions: `*_json` columns hold JSON text; times are Unix seconds (REAL); obj
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Tuple
+TYPE_CHECKING = False  # typing costs every command's start-up; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 
-class Migration(NamedTuple):
-    """(NamedTuple, not a dataclass: importing dataclasses costs every command's start-up.)"""
+class Migration:
+    """One schema step. A plain class: a NamedTuple (typing + namedtuple's generated code)
+    or a dataclass would cost every command's start-up for two tiny records."""
 
-    version: int
-    description: str
-    statements: Tuple[str, ...]
+    __slots__ = ("version", "description", "statements")
+
+    def __init__(self, version: int, description: str, statements: Tuple[str, ...]):
+        self.version = version
+        self.description = description
+        self.statements = statements
+
+    def __repr__(self) -> str:
+        return f"Migration({self.version!r}, {self.description!r}, {self.statements!r})"
 
 
 _V1 = (
@@ -117,13 +126,24 @@ MIGRATIONS: Tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-class TableInfo(NamedTuple):
+class TableInfo:
     """What the generic StateDB helpers need to know about a table."""
 
-    key: str  # primary key column
-    name_column: str  # column a user may refer to the object by ('' if none)
-    prefix_lookup: bool  # whether a unique prefix of the key identifies a row
-    json_columns: Tuple[str, ...]
+    __slots__ = ("key", "name_column", "prefix_lookup", "json_columns")
+
+    def __init__(
+        self, key: str, name_column: str, prefix_lookup: bool, json_columns: Tuple[str, ...]
+    ):
+        self.key = key  # primary key column
+        self.name_column = name_column  # column a user may refer to the object by ('' if none)
+        self.prefix_lookup = prefix_lookup  # whether a unique prefix of the key names a row
+        self.json_columns = json_columns
+
+    def __repr__(self) -> str:
+        return (
+            f"TableInfo({self.key!r}, {self.name_column!r}, {self.prefix_lookup!r}, "
+            f"{self.json_columns!r})"
+        )
 
 
 TABLES: Dict[str, TableInfo] = {

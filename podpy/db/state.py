@@ -15,31 +15,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
-import sqlite3
 import time
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
 
-from podpy.db.schema import MIGRATIONS, TABLES, Migration, TableInfo
+from podpy.db.schema import MIGRATIONS, TABLES
+from podpy.db.sqlite import sqlite3
 from podpy.errors import AlreadyExists, NoSuchObject, PodpyError
 
+TYPE_CHECKING = False  # typing costs every command's start-up; annotations are strings here
 if TYPE_CHECKING:
+    from typing import (
+        Any,
+        Callable,
+        Dict,
+        Iterator,
+        List,
+        Mapping,
+        Optional,
+        Sequence,
+        Tuple,
+        TypeVar,
+    )
+
+    from podpy.db.schema import Migration, TableInfo
     from podpy.paths import Paths
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 30.0
 # Total time to keep retrying after SQLite's own busy handler gave up.
@@ -77,8 +78,23 @@ def _with_busy_retry(action: Callable[[], T], budget: float = RETRY_BUDGET_SECON
         except sqlite3.OperationalError as err:
             if not _is_busy(err) or time.monotonic() >= deadline:
                 raise
+        import random  # only when contended: not worth its import on every open
+
         time.sleep(random.uniform(delay / 2, delay))
         delay = min(delay * 2, 0.5)
+
+
+def _header_says_wal(header: bytes) -> bool:
+    """Whether a database file header records WAL mode (file format read/write versions 2).
+
+    Only ever skips switching to WAL: a header that says anything else, or a short or
+    foreign one, leaves the switch to SQLite, which checks the file properly.
+    """
+    return (
+        len(header) == 100
+        and header[:16] == b"SQLite format 3\x00"
+        and header[18:20] == b"\x02\x02"
+    )
 
 
 def _decode_row(row: sqlite3.Row) -> Dict[str, Any]:
@@ -136,7 +152,11 @@ class StateDB:
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             # Created 0600 up front: SQLite gives the -wal/-shm files the same mode.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                header = os.pread(fd, 100, 0)
+            finally:
+                os.close(fd)
         except OSError as err:
             raise DatabaseError(
                 f"cannot create the state database {path}: {err.strerror}",
@@ -148,7 +168,7 @@ class StateDB:
         conn.row_factory = sqlite3.Row
         db = cls(conn, path)
         try:
-            db._configure()
+            db._configure(wal=_header_says_wal(header))
             db._migrate(migrations)
         except sqlite3.DatabaseError as err:
             conn.close()
@@ -161,14 +181,19 @@ class StateDB:
             raise
         return db
 
-    def _configure(self) -> None:
+    def _configure(self, wal: bool = False) -> None:
+        """Per-connection settings; `wal` when the file is known to be in WAL mode already.
+
+        The busy timeout is connect()'s `timeout` (sqlite3_busy_timeout), no PRAGMA needed.
+        """
         conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        # Switching to WAL takes an exclusive lock once per database file; afterwards it is
-        # a no-op. NORMAL is durable against process crashes under WAL (a power cut may
-        # lose the last commits, never consistency).
-        _with_busy_retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        # WAL is a property of the database file (kept in its header), so it is switched on
+        # once, by the first process, which takes an exclusive lock for it.
+        if not wal:
+            _with_busy_retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        # NORMAL is durable against process crashes under WAL (a power cut may lose the
+        # last commits, never consistency). Per connection, so set every time.
         conn.execute("PRAGMA synchronous = NORMAL")
 
     def schema_version(self) -> int:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from podpy.db import state
 from podpy.db.schema import LATEST_VERSION, MIGRATIONS, Migration
 from podpy.db.state import DatabaseError, StateDB
 from podpy.errors import AlreadyExists, NoSuchObject, PodpyError
@@ -233,3 +236,115 @@ def test_unknown_table_and_bad_columns_are_programming_errors(db: StateDB) -> No
         db.get("nope", "x")
     with pytest.raises(ValueError):
         db.insert("containers", {"id; DROP TABLE containers": 1})
+
+
+# ---- cheap opening: what every command pays ----------------------------------------------
+
+
+def _pragmas(database: StateDB) -> tuple:
+    pragma = database.conn.execute
+    return (
+        pragma("PRAGMA journal_mode").fetchone()[0],
+        pragma("PRAGMA foreign_keys").fetchone()[0],
+        pragma("PRAGMA synchronous").fetchone()[0],
+        pragma("PRAGMA busy_timeout").fetchone()[0],
+    )
+
+
+def test_reopening_a_wal_database_keeps_every_setting(tmp_path: Path) -> None:
+    # The second open sees WAL in the file header and skips switching; the per-connection
+    # settings (foreign keys, synchronous=NORMAL, the busy timeout) must still be there.
+    path = tmp_path / "podpy.db"
+    StateDB.open_file(str(path)).close()
+    assert state._header_says_wal(path.read_bytes()[:100])
+    for _ in range(2):
+        database = StateDB.open_file(str(path))
+        try:
+            assert _pragmas(database) == ("wal", 1, 1, 30000)
+        finally:
+            database.close()
+
+
+def test_rollback_journal_database_is_switched_to_wal(tmp_path: Path) -> None:
+    path = tmp_path / "podpy.db"
+    conn = sqlite3.connect(str(path))
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("CREATE TABLE before_podpy (x)")
+    conn.commit()
+    conn.close()
+    assert not state._header_says_wal(path.read_bytes()[:100])
+    database = StateDB.open_file(str(path))
+    try:
+        assert _pragmas(database) == ("wal", 1, 1, 30000)
+        assert database.schema_version() == LATEST_VERSION
+    finally:
+        database.close()
+    assert state._header_says_wal(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    "header, wal",
+    [
+        (b"", False),
+        (b"SQLite format 3\x00" + b"\x10\x00\x02\x02" + b"\x00" * 80, True),
+        (b"SQLite format 3\x00" + b"\x10\x00\x01\x01" + b"\x00" * 80, False),
+        (b"SQLite format 3\x00" + b"\x10\x00\x02\x02", False),
+        (b"SQLite format 4\x00" + b"\x10\x00\x02\x02" + b"\x00" * 80, False),
+    ],
+    ids=["empty", "wal", "rollback", "short", "foreign"],
+)
+def test_header_says_wal(header: bytes, wal: bool) -> None:
+    assert state._header_says_wal(header) is wal
+
+
+def test_busy_retry_retries_only_while_locked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    attempts = []
+
+    def locked_twice() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return 7
+
+    assert state._with_busy_retry(locked_twice) == 7 and len(attempts) == 3
+
+    def broken() -> int:
+        attempts.append(1)
+        raise sqlite3.OperationalError("no such table: x")
+
+    attempts.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        state._with_busy_retry(broken)
+    assert len(attempts) == 1
+
+    def always_locked() -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        state._with_busy_retry(always_locked, budget=0.0)
+
+
+def test_state_module_imports_nothing_it_does_not_need() -> None:
+    # typing, random (only for contended retries), datetime (sqlite3.dbapi2's adapters) and
+    # namedtuple machinery cost every command's start-up; the DB layer must not bring them.
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "import podpy.errors, json, re, contextlib\n"
+        "before = set(sys.modules)\n"
+        "import podpy.db.state\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    unwanted = {"typing", "random", "datetime", "sqlite3", "sqlite3.dbapi2", "dataclasses"}
+    assert not unwanted & set(out), out
+    assert "_sqlite3" in out and "podpy.db.schema" in out
+
+
+def test_sqlite_module_is_the_public_one_underneath() -> None:
+    from podpy.db.sqlite import sqlite3 as ours
+
+    assert ours.Row is sqlite3.Row and ours.OperationalError is sqlite3.OperationalError
+    assert ours.DatabaseError is sqlite3.DatabaseError and ours.Connection is sqlite3.Connection
