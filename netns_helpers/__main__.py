@@ -8,7 +8,7 @@ Operations:
                -> {"hosts", "resolv.conf", "hostname"}
   slirp-forward {"api_socket", "ports": [...], "guest_addr"?} -> {"ids": [...]}
   bridge-attach {"pid", "interfaces": [...], "masquerade", "isolated"} -> {"links": [...]}
-  bridge-remove {"bridge", "masquerade", "isolated"} -> {"removed": NAME}  (see bridge.py)
+  bridge-remove {"bridge", "masquerade", "isolated", "keep_nat"?} -> {"removed": NAME}  (bridge.py)
   bridge-detach {"pid", "address"} -> {"deleted": N}
   dns-serve     {"address", "db", "network_id", "pid_file"} -> runs until SIGTERM (dns.py)
   rootless-netns {"run_dir", "pid_file"} -> runs until SIGTERM (rootless_netns.py)

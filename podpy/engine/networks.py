@@ -331,7 +331,8 @@ def _remove_default_bridge() -> None:
     from netns_helpers import default_net
     from netns_helpers.bridge import call_helper
 
-    request = {"op": "bridge-remove", "bridges": [default_net.BRIDGE], "table": default_net.TABLE}
+    # default_net.release() has just rebuilt (emptied) the table under its lock
+    request = {"op": "bridge-remove", "bridges": [default_net.BRIDGE], "keep_nat": True}
     call_helper(helper_argv(), request)
 
 
