@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 # podman's defaults (containers/common pkg/config/default.go) where podpy follows them.
+DEFAULT_SUBNET = "10.88.0.0/16"
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -124,7 +125,7 @@ class ContainersConfig:
     volume_path: Optional[str] = None
     # [network]
     default_network: str = "podman"
-    default_subnet: str = "10.88.0.0/16"
+    default_subnet: str = DEFAULT_SUBNET
     default_rootless_network_cmd: str = "slirp4netns"
 
     def runtime_paths(self, name: Optional[str] = None) -> List[str]:
@@ -240,7 +241,9 @@ def _runtimes(section: Section) -> Dict[str, List[str]]:
 
 
 def _subnet(section: Section) -> str:
-    subnet = section.string("default_subnet", "10.88.0.0/16")
+    subnet = section.string("default_subnet", DEFAULT_SUBNET)
+    if subnet == DEFAULT_SUBNET:
+        return subnet  # known good: no ipaddress import (~2 ms) on every command
     import ipaddress
 
     try:

@@ -4,7 +4,6 @@ into a JSON-serialisable NetworkSpec, with podman's validation messages. Pure st
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from podpy.errors import PodpyError
@@ -235,6 +234,8 @@ def _parse_publish(value: str) -> List[PortMapping]:
         if host_ip == "":
             raise NetworkOptionError("must provide a non-empty container host IP to publish")
         if host_ip != "0.0.0.0":
+            import ipaddress  # lazily: `run --network none` never needs it (~2 ms)
+
             try:
                 ip_text = str(ipaddress.ip_address(host_ip))
             except ValueError:
@@ -327,6 +328,8 @@ def _slirp_options(text: str) -> Dict[str, Any]:
                 )
             options["mtu"] = mtu
         elif key == "cidr" and sep:
+            import ipaddress
+
             try:
                 network = ipaddress.IPv4Network(value, strict=True)
             except ValueError:
@@ -356,6 +359,8 @@ def _slirp_options(text: str) -> Dict[str, Any]:
 
 
 def _outbound(key: str, value: str, version: int) -> str:
+    import ipaddress
+
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -438,6 +443,8 @@ def parse_add_host(value: str) -> Tuple[str, str]:
         raise NetworkOptionError(
             f'bad format for add-host: "{value}"', hint="use --add-host HOSTNAME:IP"
         )
+    import ipaddress
+
     try:
         ip = str(ipaddress.ip_address(ip))
     except ValueError:
@@ -448,6 +455,8 @@ def parse_add_host(value: str) -> Tuple[str, str]:
 
 
 def parse_dns_server(value: str) -> str:
+    import ipaddress
+
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -508,6 +517,8 @@ def parse_network_spec(
                 "--ip can only be set for a single network: invalid argument",
                 hint="use --network NAME:ip=ADDR for each network instead",
             )
+        import ipaddress
+
         try:
             options["ip"] = str(ipaddress.ip_address(ip))
         except ValueError:

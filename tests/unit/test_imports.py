@@ -179,6 +179,8 @@ def test_run_path_skips_dataclasses_inspect_and_typing(tmp_path: Path) -> None:
     assert "podpy.monitor.main" not in loaded, "the check must stop before the monitor"
     for name in ("dataclasses", "inspect"):
         assert name not in loaded, f"`podpy run` imports {name}"
+    # Nothing to parse or validate as an address with --network none and the default subnet.
+    assert "ipaddress" not in loaded, "`podpy run --network none` imports ipaddress"
     if "typing" in loaded:
         culprits = _typing_importers(new)
         assert set(culprits) <= set(RUN_PATH_TYPING_LEFT), culprits
