@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Iterator, List, Optional
 
 TEMP_PREFIX = ".podpy-tmp-"
-_TEMP_RE = re.compile(r"^\.podpy-tmp-(\d+)-[0-9a-f]{8}-")
+_TEMP_RE = r"^\.podpy-tmp-(\d+)-[0-9a-f]{8}-"  # compiled by re.match on first use
 
 
 def temp_sibling(final_path: str) -> str:
@@ -161,7 +161,7 @@ def repair_temporaries(graph_root: str, max_depth: int = 4) -> List[str]:
         except OSError:
             return
         for entry in entries:
-            match = _TEMP_RE.match(entry.name)
+            match = re.match(_TEMP_RE, entry.name)
             if match:
                 if not _writer_alive(int(match.group(1))):
                     try:

@@ -34,8 +34,9 @@ PORTS_DISCARDED_WARNING = (
     "Port mappings have been discarded as one of the Host, Container, Pod, and None "
     "network modes are in use"
 )
-_ATOI_RE = re.compile(r"^[+-]?[0-9]+$")
-_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}$")
+# Patterns compiled by re.match on first use: most runs need neither.
+_ATOI_RE = r"^[+-]?[0-9]+$"
+_MAC_RE = r"^[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}$"
 
 
 class NetworkOptionError(PodpyError):
@@ -116,7 +117,7 @@ def format_host_addr(ip: str) -> str:
 def _parse_port(text: str) -> int:
     # Go's strconv.Atoi: optional sign and ASCII digits only (Python's int() also takes
     # spaces and underscores).
-    if not _ATOI_RE.match(text):
+    if not re.match(_ATOI_RE, text):
         raise NetworkOptionError(
             f'invalid port number: strconv.Atoi: parsing "{text}": invalid syntax'
         )
@@ -466,7 +467,7 @@ def parse_dns_server(value: str) -> str:
 
 
 def parse_mac_address(value: str) -> str:
-    if not _MAC_RE.match(value):
+    if not re.match(_MAC_RE, value):
         raise NetworkOptionError(
             f"address {value}: invalid MAC address",
             hint="use six hex pairs, e.g. 92:d0:c6:0a:29:33",
