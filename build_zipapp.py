@@ -2,9 +2,11 @@
 """Build dist/podpy.pyz: podpy + netns_helpers + the pure-Python wheels pinned in requirements.lock.
 
 Steps: check the lock is fully pinned -> stage the locked wheels (cached per lock hash) ->
-refuse compiled modules -> check the lock covers every dependency -> copy our packages ->
-prune unused pygments parts -> byte-compile for this interpreter -> verify -> deterministic
-zip with a shebang -> smoke test. Stdlib only, so it runs before anything is installed.
+refuse compiled modules -> check the lock covers every dependency -> copy our packages and
+the locked ones podpy imports (not UNSHIPPED) -> prune unused pygments parts -> check nothing
+imports an unshipped package -> byte-compile for this interpreter -> verify -> deterministic
+zip with a shebang (our bytecode stored, the rest deflated) -> smoke test. Stdlib only, so
+it runs before anything is installed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ COMPILED_RE = re.compile(r"\.(so(\.\d+)*|pyd|dylib|dll)$")
 PRUNE_DIRS = {"__pycache__", "tests", "test", "testing"}
 PRUNE_SUFFIXES = (".pyi", ".pyc", ".pyo", ".c", ".h", ".pxd", ".pyx")
 DIST_INFO_KEEP = ("METADATA", "LICENSE", "LICENSE.txt", "LICENSE.md")
+
+# Locked distributions whose code podpy never imports, left out of the archive. Every entry
+# costs start-up time: the interpreter reads the zip's whole central directory (~6 us an
+# entry, in zipimport's Python) before it runs a line. pyroute2 was 466 of 1191 entries and
+# nothing imports it since bridges use netns_helpers/rtnl.py. It stays locked (the lock check
+# sees the full dependency set; the dev venv's tests compare rtnl.py against it).
+# check_unshipped_unused() fails the build if a shipped module imports one of these.
+UNSHIPPED = ("pyroute2",)
+
+# Bytecode of these is stored, not deflated: zipimport inflates every .pyc it loads, and a
+# `run` loads ~0.8 MiB of podpy's (~3-5 ms of zlib at every start). Costs ~1.1 MiB of archive.
+# Vendored bytecode (typer, rich, click: the slower typer CLI only) stays deflated.
+STORED_PYC_PACKAGES = OUR_PACKAGES + ("__main__.pyc",)
 
 # pygments is only reached through rich.syntax / rich.traceback (typer's rich help imports
 # them). Rich renders tokens itself, so formatters are dead weight, and lexers beyond these
@@ -395,9 +410,16 @@ def copy_tree(src: Path, dst: Path) -> None:
             shutil.copy2(path, target)
 
 
+def _unshipped(item: Path) -> bool:
+    """A staged top-level package/module or dist-info of an UNSHIPPED distribution."""
+    if item.name.endswith(".dist-info"):
+        return normalize_name(item.name[: -len(".dist-info")].rsplit("-", 1)[0]) in UNSHIPPED
+    return (item.stem if item.suffix == ".py" else item.name) in UNSHIPPED
+
+
 def assemble(stage: Path, app_dir: Path) -> None:
     for item in sorted(stage.iterdir()):
-        if item.name in (".complete", "bin"):
+        if item.name in (".complete", "bin") or _unshipped(item):
             continue
         if item.is_dir():
             copy_tree(item, app_dir / item.name)
@@ -406,6 +428,42 @@ def assemble(stage: Path, app_dir: Path) -> None:
     for package in OUR_PACKAGES:
         copy_tree(REPO / package, app_dir / package)
     (app_dir / "__main__.py").write_text(ENTRY)
+
+
+def _imported_names(tree: ast.AST) -> Iterable[str]:
+    """Absolute module names a module imports anywhere (also inside functions), including
+    `importlib.import_module("x")` / `__import__("x")` with a literal name."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = getattr(func, "attr", None) or getattr(func, "id", None)
+            first = node.args[0]
+            if name in ("import_module", "__import__") and isinstance(first, ast.Constant):
+                if isinstance(first.value, str):
+                    yield first.value
+
+
+def check_unshipped_unused(app_dir: Path) -> None:
+    """Fail if a shipped module imports a distribution left out of the archive (UNSHIPPED):
+    the archive would build and then break at run time with ModuleNotFoundError."""
+    problems = []
+    for path in sorted(app_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for name in _imported_names(tree):
+            if name.split(".")[0] in UNSHIPPED:
+                problems.append(f"{path.relative_to(app_dir)} imports {name}")
+    if problems:
+        raise BuildError(
+            "the archive leaves out "
+            + ", ".join(UNSHIPPED)
+            + " (UNSHIPPED in build_zipapp.py), but "
+            + "; ".join(problems)
+            + ": remove that import or ship the package again"
+        )
 
 
 def _read_mapping(path: Path, name: str) -> Dict[str, tuple]:
@@ -541,6 +599,14 @@ def verify_tree(app_dir: Path) -> None:
         raise BuildError("unexpected files in the archive tree: " + "; ".join(problems[:10]))
 
 
+def compression_for(rel: Path) -> int:
+    """ZIP_STORED for the bytecode of STORED_PYC_PACKAGES (loaded at every start), else
+    ZIP_DEFLATED."""
+    if rel.suffix == ".pyc" and rel.parts[0] in STORED_PYC_PACKAGES:
+        return zipfile.ZIP_STORED
+    return zipfile.ZIP_DEFLATED
+
+
 def write_zip(app_dir: Path, output: Path) -> None:
     """Sorted entries, fixed timestamps and modes: identical inputs give identical bytes."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -553,8 +619,9 @@ def write_zip(app_dir: Path, output: Path) -> None:
                 for path in sorted(app_dir.rglob("*")):
                     if path.is_dir():
                         continue
-                    info = zipfile.ZipInfo(path.relative_to(app_dir).as_posix(), date_time=stamp)
-                    info.compress_type = zipfile.ZIP_DEFLATED
+                    rel = path.relative_to(app_dir)
+                    info = zipfile.ZipInfo(rel.as_posix(), date_time=stamp)
+                    info.compress_type = compression_for(rel)
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, path.read_bytes())
             raw.flush()
@@ -592,6 +659,7 @@ def build(output: Path, cache_root: Path, stage: Optional[Path] = None) -> Path:
         assemble(stage, app_dir)
         check_pure(app_dir)
         prune_pygments(app_dir)
+        check_unshipped_unused(app_dir)
         compile_tree(app_dir)
         verify_tree(app_dir)
         staging_output = output.with_name(output.name + ".new")

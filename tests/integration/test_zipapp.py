@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 import build_zipapp  # noqa: E402
 
-VENDORED = ("typer", "click", "rich", "pyroute2", "tomli", "shellingham", "pygments")
+VENDORED = ("typer", "click", "rich", "tomli", "shellingham", "pygments")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,70 @@ def test_archive_carries_the_vendored_packages(podpy_pyz: Path) -> None:
     dist_infos = {
         build_zipapp.normalize_name(t.split("-")[0]) for t in tops if t.endswith(".dist-info")
     }
-    assert dist_infos == set(pins), "METADATA of every locked wheel ships in the archive"
+    shipped = set(pins) - set(build_zipapp.UNSHIPPED)
+    assert dist_infos == shipped, "METADATA of every shipped locked wheel is in the archive"
+
+
+def test_unshipped_packages_are_left_out(podpy_pyz: Path) -> None:
+    # Every entry costs start-up (the whole zip directory is read first): pyroute2 was 466
+    # of 1191 entries and podpy does not import it.
+    entries = names(podpy_pyz)
+    for package in build_zipapp.UNSHIPPED:
+        left = [n for n in entries if n.split("/")[0].split("-")[0] == package]
+        assert left == [], left
+    assert len(entries) < 1000, f"{len(entries)} entries: what grew the archive?"
+
+
+def test_our_bytecode_is_stored_and_the_rest_deflated(podpy_pyz: Path) -> None:
+    with zipfile.ZipFile(podpy_pyz) as zf:
+        infos = zf.infolist()
+    stored = {i.filename for i in infos if i.compress_type == zipfile.ZIP_STORED}
+    ours = {
+        i.filename
+        for i in infos
+        if i.filename.endswith(".pyc") and i.filename.split("/")[0] in build_zipapp.OUR_PACKAGES
+    }
+    assert "podpy/fastpath.pyc" in ours and "podpy/monitor/main.pyc" in ours
+    assert stored == ours | {"__main__.pyc"}
+    assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in infos if i.filename not in stored)
+
+
+def _app_tree(tmp_path: Path, files: Dict[str, str]) -> Path:
+    app = tmp_path / "app"
+    for name, text in files.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(textwrap.dedent(text))
+    return app
+
+
+def test_importing_an_unshipped_package_fails_the_build(tmp_path: Path) -> None:
+    fine = {
+        "podpy/__init__.py": '"""Not pyroute2: it costs start-up."""\n# import pyroute2\n',
+        "netns_helpers/rtnl.py": "import socket\nNAME = 'pyroute2'\n",
+        "rich/__init__.py": "from . import console\n",
+    }
+    build_zipapp.check_unshipped_unused(_app_tree(tmp_path / "ok", fine))
+    for number, source in enumerate(
+        (
+            "def attach():\n    from pyroute2 import IPRoute\n",
+            "import pyroute2.iproute as ipr\n",
+            "import importlib\nm = importlib.import_module('pyroute2.netlink')\n",
+            "m = __import__('pyroute2')\n",
+        )
+    ):
+        app = _app_tree(tmp_path / str(number), {**fine, "netns_helpers/bridge.py": source})
+        with pytest.raises(build_zipapp.BuildError) as err:
+            build_zipapp.check_unshipped_unused(app)
+        assert "netns_helpers/bridge.py imports pyroute2" in str(err.value)
+        assert "UNSHIPPED in build_zipapp.py" in str(err.value)
+
+
+def test_unshipped_matches_packages_and_dist_infos() -> None:
+    assert build_zipapp._unshipped(Path("pyroute2"))
+    assert build_zipapp._unshipped(Path("pyroute2-0.9.7.dist-info"))
+    assert not build_zipapp._unshipped(Path("rich"))
+    assert not build_zipapp._unshipped(Path("rich-15.0.0.dist-info"))
+    assert not build_zipapp._unshipped(Path("typing_extensions.py"))
 
 
 def test_shebang_and_direct_execution(podpy_pyz: Path) -> None:
