@@ -185,8 +185,6 @@ class BuiltinRuntime:
                 "the built-in runtime needs root: run it inside podpy's user namespace",
                 hint="use `podpy unshare podpy oci ...`, or add a user namespace to the bundle",
             )
-        program, flags = _compile_seccomp(config)
-
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         try:
             os.mkdir(state_dir, 0o711)
@@ -198,8 +196,6 @@ class BuiltinRuntime:
                 cid,
                 config,
                 in_userns,
-                program,
-                flags,
                 pid_file,
                 console_socket,
                 stdio,
@@ -215,8 +211,6 @@ class BuiltinRuntime:
         cid: str,
         config: Dict[str, Any],
         in_userns: bool,
-        program: Any,
-        flags: int,
         pid_file: Optional[str],
         console_socket: Optional[str],
         stdio: Optional[Sequence[int]],
@@ -234,6 +228,11 @@ class BuiltinRuntime:
         cgroup = None
         if linux_cfg.get("cgroupsPath") or linux_cfg.get("resources"):
             cgroup = cgroups.create(linux_cfg.get("cgroupsPath") or f"/podpy/{cid}", rootless)
+        if cgroup is not None:
+            # After the mkdirs (the primer holds cgroup_mutex while it waits): the init's
+            # move into the cgroup below then shares the primer's grace period.
+            cgroups.prime_attach()
+        program, flags = _compile_seccomp(config)
         state: Dict[str, Any] = {
             "id": cid,
             "bundle": bundle,

@@ -62,6 +62,51 @@ def can_manage(rootless: bool) -> bool:
     return delegated_v2_base() is not None
 
 
+def _own_procs_file() -> Optional[str]:
+    """cgroup.procs of the cgroup this process is in (v2, or v1's pids/memory hierarchy)."""
+    current = mode()
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if current == "v2" and controllers == "":
+            base = CGROUP_ROOT
+        elif current in ("v1", "hybrid") and controllers in ("pids", "memory"):
+            base = os.path.join(CGROUP_ROOT, controllers)
+        else:
+            continue
+        procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
+        if os.path.exists(procs):
+            return procs
+    return None
+
+
+def _write_quietly(path: str) -> None:
+    try:
+        _write(path, 0)
+    except OSError:
+        pass
+
+
+def prime_attach() -> None:
+    """Let a helper thread pay for the RCU grace period the kernel waits for when processes
+    next move between cgroups (the first writer of cgroup_threadgroup_rwsem: 10-20 ms), while
+    the runtime prepares the container: its move of the init moments later then shares that
+    grace period or finds it over, instead of waiting a whole one with the container ready.
+
+    The thread moves this process into the cgroup it is already in (pid 0: the writer), a
+    no-op that takes the same lock; any error (no permission, no cgroupfs) is ignored."""
+    target = _own_procs_file()
+    if target is None:
+        return
+    import _thread  # builtin: threading itself is not needed for a fire-and-forget write
+
+    _thread.start_new_thread(_write_quietly, (target,))
+
+
 def _write(path: str, value: Any) -> None:
     with open(path, "w") as f:
         f.write(str(value))

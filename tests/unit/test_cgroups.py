@@ -107,3 +107,42 @@ def test_freeze_and_stats_read_the_v2_files(fake_v2: Path) -> None:
     assert group.pids() == [11, 12]
     restored = cgroups.Cgroup.from_json(group.to_json())
     assert restored is not None and restored.paths == group.paths and restored.version == 2
+
+
+def _own_v2_path() -> str:
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    pytest.fail("no cgroup v2 line in /proc/self/cgroup")
+
+
+def test_prime_attach_moves_this_process_into_its_own_cgroup_in_the_background(
+    fake_v2: Path,
+) -> None:
+    """The primer writes pid 0 (itself) to the cgroup.procs of the cgroup it is in: a no-op
+    move that pays the kernel's grace period ahead of the init's real move."""
+    import time
+
+    own = fake_v2 / _own_v2_path().lstrip("/")
+    own.mkdir(parents=True, exist_ok=True)
+    (own / "cgroup.procs").write_text("")
+    assert cgroups._own_procs_file() == str(own / "cgroup.procs")
+    cgroups.prime_attach()  # returns at once; a thread does the write
+    deadline = time.monotonic() + 5
+    while (own / "cgroup.procs").read_text() != "0" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (own / "cgroup.procs").read_text() == "0"
+
+
+def test_prime_attach_without_a_cgroup_to_write_is_a_no_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path / "none"))
+    assert cgroups._own_procs_file() is None
+    cgroups.prime_attach()
+    (tmp_path / "cgroup.controllers").write_text("")  # v2, but our cgroup's dir is missing
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path))
+    assert cgroups._own_procs_file() is None
+    cgroups.prime_attach()
+    cgroups._write_quietly(str(tmp_path / "missing" / "cgroup.procs"))  # errors are ignored
