@@ -4,8 +4,6 @@ them. The *_content functions are pure; the read_host_* helpers read this host's
 
 from __future__ import annotations
 
-import ipaddress
-
 from podpy.engine.network_opts import MODE_HOST, MODE_NONE, MODE_PASTA, MODE_SLIRP, NetworkSpec
 from podpy.record import field, record
 
@@ -107,6 +105,13 @@ def parse_resolv_conf(text: str) -> ResolvConf:
 
 
 def _is_loopback(ip: str) -> bool:
+    parts = ip.split(".")
+    if len(parts) == 4 and all(
+        p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") and int(p) <= 255 for p in parts
+    ):
+        return parts[0] == "127"  # a plain dotted quad (the host's address, usually)
+    import ipaddress  # not at import time: `run --network none` needs no more than the above
+
     try:
         return ipaddress.ip_address(ip.split("%")[0]).is_loopback
     except ValueError:

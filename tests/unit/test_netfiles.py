@@ -188,3 +188,28 @@ def test_helper_process_etc_files_and_errors() -> None:
         bad.returncode == 125
         and "unknown netns helper operation" in json.loads(bad.stdout)["error"]
     )
+
+
+def test_is_loopback_matches_ipaddress_without_importing_it_for_dotted_quads() -> None:
+    import ipaddress
+    import sys
+
+    from netns_helpers.files import _is_loopback
+
+    def reference(ip: str) -> bool:
+        try:
+            return ipaddress.ip_address(ip.split("%")[0]).is_loopback
+        except ValueError:
+            return True
+
+    cases = ["127.0.0.1", "127.255.1.2", "10.0.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1"]
+    cases += ["01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.04", "::1", "fe80::1%eth0", "2001:db8::1"]
+    cases += ["", "abc", "\u0663.1.1.1", "192.168.1.1 ", "::ffff:127.0.0.1"]
+    for ip in cases:
+        assert _is_loopback(ip) == reference(ip), ip
+    saved = sys.modules.pop("ipaddress")
+    try:
+        assert _is_loopback("192.0.2.7") is False and _is_loopback("127.0.0.53") is True
+        assert "ipaddress" not in sys.modules
+    finally:
+        sys.modules["ipaddress"] = saved
