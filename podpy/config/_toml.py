@@ -146,7 +146,7 @@ def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
         and not _too_recent(after)
         and _marshal_safe(document)
     ):
-        _store(cache_file, key, document)
+        _queue(cache_file, key, document)
     return document
 
 
@@ -167,6 +167,10 @@ def read_toml(path: str, kind: str) -> Optional[Dict[str, Any]]:
 # the last _RACY_NS is not stored: timestamps come from a coarse clock, so a second edit in
 # the same tick could keep every field (git's "racily clean" problem).
 # Documents with TOML dates and times are never stored: marshal cannot hold them.
+#
+# New entries are only written by flush_cache(), which podpy.config.load() calls once the
+# whole configuration has loaded and validated: a command that fails on a broken file
+# leaves nothing on disk, not even an entry for the good files read before it.
 
 _CACHE_FORMAT = 1
 _CACHE_HEADER = (
@@ -260,24 +264,44 @@ def _owned(directory: str) -> bool:
         return os.stat(os.path.dirname(directory)).st_uid == os.geteuid()
 
 
-def _store(cache_file: str, key: tuple, document: Dict[str, Any]) -> None:
-    """Remember `document` for `key`; silently nothing if the cache cannot be written."""
-    import zlib
+# Entries parsed by this process and not written yet: (cache file, header + crc + payload).
+_PENDING: List[Tuple[str, bytes]] = []
 
-    from podpy.atomic import write_atomic
 
-    base = _cache_base()
+def _queue(cache_file: str, key: tuple, document: Dict[str, Any]) -> None:
+    """Serialize now (callers may change the returned document), write in flush_cache()."""
+    import zlib  # cheap: built in (Debian) or already loaded by the zipimporter
+
     try:
         body = marshal.dumps((key, document))
+    except ValueError:
+        return
+    _PENDING.append((cache_file, _CACHE_HEADER + zlib.crc32(body).to_bytes(4, "little") + body))
+
+
+def flush_cache() -> None:
+    """Write the entries queued by read_toml; silently nothing where the cache cannot be
+    written. For callers that have loaded a whole configuration without error."""
+    if not _PENDING:
+        return
+    from podpy.atomic import write_atomic
+
+    pending = _PENDING[:]
+    del _PENDING[:]
+    base = _cache_base()
+    try:
         # Only under a base the user owns: root with another user's HOME must not fill
         # (or take over) that user's cache.
         if base is None or not _owned(base):
             return
-        os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
-        data = _CACHE_HEADER + zlib.crc32(body).to_bytes(4, "little") + body
-        write_atomic(cache_file, data, mode=0o600, durable=False)
-    except (OSError, ValueError):
-        pass
+    except OSError:
+        return
+    for cache_file, data in pending:
+        try:
+            os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
+            write_atomic(cache_file, data, mode=0o600, durable=False)
+        except OSError:
+            pass
 
 
 def drop_in_files(directory: str) -> List[str]:
