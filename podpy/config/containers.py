@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 # podman's defaults (containers/common pkg/config/default.go) where podpy follows them.
 DEFAULT_SUBNET = "10.88.0.0/16"
+DEFAULT_SHM_SIZE = "65536k"
+DEFAULT_UMASK = "0022"
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -95,9 +97,9 @@ class ContainersConfig:
     log_driver: str = "k8s-file"
     log_size_max: int = -1
     pids_limit: int = 2048
-    shm_size: str = "65536k"
+    shm_size: str = DEFAULT_SHM_SIZE
     tz: str = ""
-    umask: str = "0022"
+    umask: str = DEFAULT_UMASK
     init_path: str = DEFAULT_INIT_PATH
     # Empty: podpy's built-in default seccomp profile.
     seccomp_profile: str = ""
@@ -261,11 +263,12 @@ def build_containers_config(merged: MergedToml, fallback_source: str) -> Contain
     eng = Section(merged, ("engine",), fallback_source)
     net = Section(merged, ("network",), fallback_source)
 
-    shm_size = ctr.string("shm_size", "65536k")
-    if not _SHM_SIZE.match(shm_size):
+    # Defaults are known good: checking them would compile a regex on every command.
+    shm_size = ctr.string("shm_size", DEFAULT_SHM_SIZE)
+    if shm_size != DEFAULT_SHM_SIZE and not _SHM_SIZE.match(shm_size):
         raise ctr.fail("shm_size", f'invalid size "{shm_size}"', hint='write e.g. "64m"')
-    umask = ctr.string("umask", "0022")
-    if not _UMASK.match(umask) or int(umask, 8) > 0o777:
+    umask = ctr.string("umask", DEFAULT_UMASK)
+    if umask != DEFAULT_UMASK and (not _UMASK.match(umask) or int(umask, 8) > 0o777):
         raise ctr.fail("umask", f'invalid umask "{umask}"', hint='write an octal mask, e.g. "0022"')
     pull_policy = eng.string("pull_policy", "missing")
     if pull_policy.lower() not in PULL_POLICIES:
@@ -288,7 +291,7 @@ def build_containers_config(merged: MergedToml, fallback_source: str) -> Contain
             ctr,
             "default_ulimits",
             ctr.strings("default_ulimits", []),
-            _ULIMIT.match,
+            lambda item: _ULIMIT.match(item),  # not `_ULIMIT.match`: that compiles it now
             '"nofile=1024:2048"',
         ),
         env=_validated(ctr, "env", ctr.strings("env", DEFAULT_ENV), bool, '"TERM=xterm"'),

@@ -899,3 +899,18 @@ def test_rootless_uid_inside_the_user_namespace_is_recognised() -> None:
 def test_json_file_log_driver_is_k8s_file(tree: Tree) -> None:
     tree.write("/etc/containers/containers.conf", '[containers]\nlog_driver = "json-file"\n')
     assert tree.load().containers.log_driver == "k8s-file"
+
+
+def test_default_values_are_not_run_through_regexes(tree: Tree) -> None:
+    # Defaults are known good; compiling a validation regex for them cost every command
+    # start-up time. A value from a file is still checked (see the invalid-value tests).
+    from podpy.config import containers as ctr
+
+    lazies = (ctr._SHM_SIZE, ctr._UMASK, ctr._ULIMIT)
+    for lazy in lazies:
+        lazy._compiled = None
+    tree.load()
+    assert [lazy._compiled for lazy in lazies] == [None, None, None]
+    tree.write("/etc/containers/containers.conf", '[containers]\nshm_size = "1g"\n')
+    assert tree.load().containers.shm_size == "1g"
+    assert ctr._SHM_SIZE._compiled is not None and ctr._UMASK._compiled is None
