@@ -348,3 +348,12 @@ def test_sqlite_module_is_the_public_one_underneath() -> None:
 
     assert ours.Row is sqlite3.Row and ours.OperationalError is sqlite3.OperationalError
     assert ours.DatabaseError is sqlite3.DatabaseError and ours.Connection is sqlite3.Connection
+
+
+@pytest.mark.parametrize(
+    "text, hexadecimal",
+    [("ab12", True), ("0", True), ("", False), ("AB12", False), ("ab-12", False),
+     ("ab12\n", False), ("g", False), ("web", False), ("abcdefx0", False)],
+)  # fmt: skip
+def test_only_lower_case_hex_refs_are_id_prefixes(text: str, hexadecimal: bool) -> None:
+    assert state._is_hex(text) is hexadecimal
