@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 
-from podpy.config._toml import LazyRegex, MergedToml, describe, drop_in_files, read_toml
+from podpy.config._toml import MergedToml, describe, drop_in_files, read_toml
 from podpy.errors import ConfigError
+from podpy.image import reference as refs
 from podpy.record import asdict, field, record
 
 TYPE_CHECKING = False
@@ -21,14 +22,20 @@ SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
 PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
 KIND = "registries.conf"
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = (
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-)
-_DOMAIN_RE = LazyRegex(rf"^{_DOMAIN}$")
-_REPO_RE = LazyRegex(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = LazyRegex(r":[\w][\w.-]{0,127}$")
+_TAG_CHARS = frozenset("_.-")
+
+
+def _has_tag(segment: str) -> bool:
+    """Whether a reference's last segment ends in a tag: regex `:[\\w][\\w.-]{0,127}$` searched,
+    by hand (compiling it, and the repository regex, cost every command's start-up)."""
+    if segment.endswith("\n"):  # a regex's `$` also matches before one final newline
+        segment = segment[:-1]
+    tail = segment[segment.rfind(":") + 1 :] if ":" in segment else ""
+    return (
+        0 < len(tail) <= 128
+        and (tail[0].isalnum() or tail[0] == "_")
+        and all(c.isalnum() or c in _TAG_CHARS for c in tail)
+    )
 
 
 @record(frozen=True)
@@ -317,7 +324,7 @@ class _FileParser:
         result = []
         for item in self.typed(self.doc, where, where, list, []):
             host = self.location(item, where)
-            if not _DOMAIN_RE.match(host):
+            if not refs.is_domain(host, dots_in_brackets=True):
                 raise self.fail(
                     where,
                     f'invalid entry "{item}"',
@@ -460,7 +467,11 @@ def parse_aliases(path: str, table: Any) -> Dict[str, str]:
         where = f'{path}: aliases: "{name}"'
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {describe(value)}")
-        if "@" in name or _TAG_RE.search(name.rsplit("/", 1)[-1]) or not _REPO_RE.match(name):
+        if (
+            "@" in name
+            or _has_tag(name.rsplit("/", 1)[-1])
+            or not refs.is_repository(name, dots_in_brackets=True)
+        ):
             raise ConfigError(
                 f"{where}: invalid short name (no tag or digest allowed)",
                 hint='write e.g. "fedora" = "registry.fedoraproject.org/fedora"',
@@ -474,8 +485,8 @@ def parse_aliases(path: str, table: Any) -> Dict[str, str]:
         host = value.split("/", 1)[0]
         if (
             "@" in value
-            or _TAG_RE.search(value.rsplit("/", 1)[-1])
-            or not _REPO_RE.match(value)
+            or _has_tag(value.rsplit("/", 1)[-1])
+            or not refs.is_repository(value, dots_in_brackets=True)
             or "/" not in value
             or not ("." in host or ":" in host or host == "localhost")
         ):

@@ -25,7 +25,9 @@ _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 # Patterns, not compiled regexes: re.match() compiles each on first use (and caches it), so
-# start-up pays only for the ones a command needs (~1.5 ms for all six).
+# start-up pays only for the ones a command needs (~1.5 ms for all six). The path and
+# domain ones, needed by every parse, are checked by hand instead (is_repository_path,
+# is_domain: the same languages, tests/unit/test_reference.py compares them on random input).
 _PATH_RE = rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
 _DOMAIN_RE = rf"^{_DOMAIN}$"
 _TAG_RE = rf"^{_TAG}$"
@@ -99,6 +101,77 @@ def _canonical_domain(domain: str) -> str:
     return DEFAULT_DOMAIN if domain in LEGACY_DEFAULT_DOMAINS else domain
 
 
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DOMAIN_CHARS = _ALNUM | {"-"}
+_DIGITS = frozenset("0123456789")
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+
+
+def _anchored(text: str) -> str:
+    # A regex's `$` also matches before one final newline; keep that for exact equivalence.
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _is_path_component(part: str) -> bool:
+    """`[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`: alnum runs split by '.', '_', '__' or dashes."""
+    if not part or part[0] not in _LOWER_ALNUM or part[-1] not in _LOWER_ALNUM:
+        return False
+    separator = ""
+    for char in part:
+        if char in _LOWER_ALNUM:
+            if separator:
+                if separator not in (".", "_", "__") and separator.strip("-"):
+                    return False
+                separator = ""
+        elif char in "._-":
+            separator += char
+        else:
+            return False
+    return True
+
+
+def _path_ok(text: str) -> bool:
+    return all(_is_path_component(part) for part in text.split("/"))
+
+
+def _domain_ok(text: str, dots_in_brackets: bool) -> bool:
+    if text.startswith("["):
+        end = text.find("]")
+        allowed = _HEX_COLON | {"."} if dots_in_brackets else _HEX_COLON
+        if end < 2 or not set(text[1:end]) <= allowed:
+            return False
+        rest = text[end + 1 :]
+        return not rest or (rest[0] == ":" and len(rest) > 1 and set(rest[1:]) <= _DIGITS)
+    host, colon, port = text.partition(":")
+    if colon and (not port or not set(port) <= _DIGITS):
+        return False
+    for label in host.split("."):
+        if not label or label[0] == "-" or label[-1] == "-" or not set(label) <= _DOMAIN_CHARS:
+            return False
+    return True
+
+
+def is_repository_path(text: str) -> bool:
+    """Whether `text` is a repository path: lower-case components joined by '/'."""
+    return _path_ok(_anchored(text))
+
+
+def is_domain(text: str, dots_in_brackets: bool = False) -> bool:
+    """Whether `text` is a registry host[:port] (DNS name or [IPv6]), as distribution's regex.
+    `dots_in_brackets` also allows '.' inside [...] (containers/image's registries.conf)."""
+    return _domain_ok(_anchored(text), dots_in_brackets)
+
+
+def is_repository(text: str, dots_in_brackets: bool = False) -> bool:
+    """Whether `text` is `[domain/]path` (no tag or digest)."""
+    text = _anchored(text)
+    if _path_ok(text):
+        return True
+    first, slash, rest = text.partition("/")
+    return bool(slash) and _domain_ok(first, dots_in_brackets) and _path_ok(rest)
+
+
 def _looks_like_domain(component: str) -> bool:
     """docker's rule: a first component is a host if it has '.' or ':' or is localhost."""
     return (
@@ -138,12 +211,12 @@ def parse(text: str) -> Reference:
     first, sep, rest = text.partition("/")
     if sep and _looks_like_domain(first):
         domain, path = first, rest
-        if not re.match(_DOMAIN_RE, domain):
+        if not is_domain(domain):
             raise ReferenceError(f'invalid reference format "{original}": bad registry "{domain}"')
     if not path:
         raise ReferenceError(f'invalid reference format "{original}": missing repository name')
-    if not re.match(_PATH_RE, path):
-        if re.match(_PATH_RE, path.lower()):
+    if not is_repository_path(path):
+        if is_repository_path(path.lower()):
             raise ReferenceError(
                 f'invalid reference format "{original}": repository name must be lowercase'
             )

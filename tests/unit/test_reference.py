@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
+from podpy.config import registries
 from podpy.image import reference as refs
 from podpy.image.reference import ReferenceError, parse, parse_local_name, parse_qualified
 
@@ -123,3 +127,56 @@ def test_id_and_digest_helpers() -> None:
     assert refs.is_full_digest(DIGEST) and not refs.is_full_digest("sha256:abc")
     assert refs.split_name("localhost:5000/app:v1") == ("localhost:5000/app", "v1")
     assert refs.split_name("localhost:5000/app") == ("localhost:5000/app", "")
+
+
+# The regexes the hand-written checks replace (distribution's grammar, and registries.conf's
+# variant with '.' allowed inside [IPv6] brackets): both must accept exactly the same strings.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*"
+_REF_DOMAIN = _HOST + r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_CONF_DOMAIN = _HOST + r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
+ORACLES = {
+    "path": (re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$").match, refs.is_repository_path),
+    "domain": (re.compile(rf"^{_REF_DOMAIN}$").match, refs.is_domain),
+    "conf domain": (
+        re.compile(rf"^{_CONF_DOMAIN}$").match,
+        lambda text: refs.is_domain(text, dots_in_brackets=True),
+    ),
+    "conf repository": (
+        re.compile(rf"^(?:{_CONF_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$").match,
+        lambda text: refs.is_repository(text, dots_in_brackets=True),
+    ),
+    "repository": (
+        re.compile(rf"^(?:{_REF_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$").match,
+        refs.is_repository,
+    ),
+    "tag": (re.compile(r":[\w][\w.-]{0,127}$").search, registries._has_tag),
+}
+EDGE_CASES = [
+    "", "a", "A", "-", "a-", "-a", "a--b", "a__b", "a___b", "a._b", "a.b", "a..b", "a_b", "a/b",
+    "a//b", "/a", "a/", "localhost", "localhost:5000", "host:", "host:5a", ":80", "a.b.c:1",
+    "a-.b", "[::1]", "[::1]:5000", "[]", "[::1", "[::1]x", "[::1]:", "[1.2.3.4]", "[g::]",
+    "a\n", "a\n\n", "\na", "a:1\n", "x:tag", "x:" + "t" * 128, "x:" + "t" * 129, "x:_", "x:.a",
+    "x:é", "x:٣", "x:a:b", "quay.io/a/b", "[::1]:5000/a", "Foo/bar", "foo/Bar", "a:b/c",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(ORACLES))
+def test_hand_written_checks_match_the_grammar_regexes(kind: str) -> None:
+    regex, check = ORACLES[kind]
+    rng = random.Random(f"podpy-{kind}")
+    alphabet = "ab0Z.-_:/[]\né٣" if kind == "tag" else "ab9Z.-_:/[]\n"
+    samples = list(EDGE_CASES)
+    for _ in range(20000):
+        samples.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))))
+    # Mostly-valid shapes, so that accepting cases are exercised as well as rejecting ones.
+    pieces = ["a", "b0", "x.y", "a-b", "a__b", "host:80", "[::1]", "/", ":", "\n", "-", "Z"]
+    for _ in range(20000):
+        samples.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 5))))
+    accepted = 0
+    for text in samples:
+        expected = regex(text) is not None
+        assert check(text) == expected, (kind, text)
+        accepted += expected
+    assert accepted > 500, f"too few valid samples for {kind}: {accepted}"
