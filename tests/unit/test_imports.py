@@ -127,9 +127,7 @@ def test_third_party_detector_sees_a_real_dependency() -> None:
 
 # `podpy run` up to the monitor must not pay for dataclasses, inspect or typing (~20 ms of
 # start-up together): podpy.record replaces dataclasses (which pulls inspect), and typing is
-# imported only under TYPE_CHECKING. Run-path modules that still import typing at run time
-# (being worked on by their owners); remove a name once its module is clean.
-RUN_PATH_TYPING_LEFT = ("podpy.db.schema", "podpy.db.state")
+# imported only under TYPE_CHECKING.
 
 
 def _store_with_image(tmp_path: Path) -> Tuple[str, str]:
@@ -179,14 +177,12 @@ def test_run_path_skips_dataclasses_inspect_and_typing(tmp_path: Path) -> None:
     assert "podpy.monitor.main" not in loaded, "the check must stop before the monitor"
     for name in ("dataclasses", "inspect"):
         assert name not in loaded, f"`podpy run` imports {name}"
+    assert "typing" not in loaded, f"typing imported at run time by {_typing_importers(new)}"
     # Nothing to parse or validate as an address with --network none and the default subnet.
     assert "ipaddress" not in loaded, "`podpy run --network none` imports ipaddress"
-    if "typing" in loaded:
-        culprits = _typing_importers(new)
-        assert set(culprits) <= set(RUN_PATH_TYPING_LEFT), culprits
 
 
-def _typing_importers(modules: List[str]) -> List[str]:
+def _typing_importers(modules: List[str], root: Path = REPO) -> List[str]:
     """Which of our `modules` import typing when imported (a module-level import outside
     `if TYPE_CHECKING:`), read from their source: at run time the first importer hides
     the others."""
@@ -194,7 +190,7 @@ def _typing_importers(modules: List[str]) -> List[str]:
     for name in modules:
         if name.split(".")[0] not in PACKAGES:
             continue
-        path = REPO.joinpath(*name.split("."))
+        path = root.joinpath(*name.split("."))
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         if _imports_typing(ast.parse(path.read_text()).body):
             culprits.append(name)
@@ -219,7 +215,7 @@ def _imports_typing(body: List[ast.stmt]) -> bool:
     return False
 
 
-def test_typing_importer_detector() -> None:
+def test_typing_importer_detector(tmp_path: Path) -> None:
     # Guards the guard: a guarded import does not count, a plain or nested one does.
     guarded = "TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from typing import Any\n"
     assert not _imports_typing(ast.parse(guarded).body)
@@ -227,7 +223,8 @@ def test_typing_importer_detector() -> None:
     assert _imports_typing(
         ast.parse("try:\n    import typing\nexcept ImportError:\n    pass\n").body
     )
-    assert _typing_importers(["podpy.db.schema", "podpy.record", "json"]) == _TYPING_SCHEMA
-
-
-_TYPING_SCHEMA = ["podpy.db.schema"] if "podpy.db.schema" in RUN_PATH_TYPING_LEFT else []
+    (tmp_path / "podpy" / "sub").mkdir(parents=True)
+    (tmp_path / "podpy" / "sub" / "__init__.py").write_text("import typing\n")
+    (tmp_path / "podpy" / "clean.py").write_text(guarded)
+    modules = ["podpy.sub", "podpy.clean", "json"]
+    assert _typing_importers(modules, tmp_path) == ["podpy.sub"]
