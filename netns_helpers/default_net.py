@@ -262,6 +262,23 @@ def release(
             remove_bridge()
 
 
+def release_containers(container_ids: Sequence[str] = (), store: Optional[str] = None) -> None:
+    """Root: give back default-network addresses; podpy0 goes with the last one. For the
+    engine (`rm`, `system reset`) and for the monitor's own --rm removal."""
+    release(container_ids, store=store, remove_bridge=_remove_bridge)
+
+
+def _remove_bridge() -> None:
+    """Under release()'s lock, once the last address is gone: delete podpy0 (in this process
+    as root of the host's namespaces, see bridge.call_helper)."""
+    from netns_helpers.bridge import call_helper
+    from podpy.selfexec import podpy_argv
+
+    # release() has just emptied the table: the removal leaves nft alone
+    request = {"op": "bridge-remove", "bridges": [BRIDGE], "keep_nat": True}
+    call_helper(podpy_argv(lean=True) + ["__netns"], request)
+
+
 def reserve(ports: Sequence[Mapping[str, Any]]) -> List[Any]:
     """Bound (not listening) sockets on the published host ports, held while the container
     runs, as conmon holds them for podman: nothing else on the host can take those ports."""

@@ -326,21 +326,11 @@ def _allocate_host(eng: Engine, container_id: str, static_ip: Optional[str]) -> 
     return default_net.allocate(store, container_id, preferred, static_ip)
 
 
-def _remove_default_bridge() -> None:
-    """Under default_net's lock, once its last address is gone: delete podpy0."""
-    from netns_helpers import default_net
-    from netns_helpers.bridge import call_helper
-
-    # default_net.release() has just rebuilt (emptied) the table under its lock
-    request = {"op": "bridge-remove", "bridges": [default_net.BRIDGE], "keep_nat": True}
-    call_helper(helper_argv(), request)
-
-
 def release_host_default(container_ids: Sequence[str] = (), store: Optional[str] = None) -> None:
     """Root: give back default-network addresses; the bridge goes with the last one."""
     from netns_helpers import default_net
 
-    default_net.release(container_ids, store=store, remove_bridge=_remove_default_bridge)
+    default_net.release_containers(container_ids, store=store)
 
 
 def release(eng: Engine, ref: str, container_id: str) -> None:

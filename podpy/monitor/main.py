@@ -778,7 +778,7 @@ class Monitor:
                 self.spec["exit_file"],
                 {"exit_code": code, "finished_at": finished, "oom_killed": oom},
             )
-        lean_removal = self._lean_removal()
+        lean_removal = self._lean_removal() and self._release_host_default()
         if self.spec.get("db"):
             from podpy.monitor import record
 
@@ -808,9 +808,25 @@ class Monitor:
         spec = self.spec
         if not spec.get("remove") or not spec.get("db") or "remove_dirs" not in spec:
             return False
-        if (spec.get("network") or {}).get("mode") == "bridge":
-            return False  # addresses to give back (engine.networks)
+        network = spec.get("network") or {}
+        if network.get("mode") == "bridge" and not _on_host_default_only(network):
+            return False  # addresses in the store's networks to give back (engine.networks)
         return not any(vol.get("anonymous") for vol in spec.get("volumes") or [])
+
+    def _release_host_default(self) -> bool:
+        """Root's default network (`podman` on podpy0): its address goes back to the host-wide
+        pool before the row (a crash in between leaves a row `rm` can still remove)."""
+        network = self.spec.get("network") or {}
+        if network.get("mode") != "bridge":
+            return True
+        from netns_helpers.default_net import release_containers
+
+        try:
+            release_containers([self.cid])
+        except Exception as err:  # the engine's removal tries again, and reports
+            sys.stderr.write(f"podpy monitor: releasing {self.cid[:12]}'s address: {err}\n")
+            return False
+        return True
 
     def _remove_dirs(self) -> None:
         for path in self.spec["remove_dirs"]:
@@ -836,6 +852,19 @@ class Monitor:
             sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
         finally:
             engine.close()
+
+
+def _on_host_default_only(network: Dict[str, Any]) -> bool:
+    """Root, attached to the host's default network and nothing else: its removal needs no
+    engine (netns_helpers.default_net keeps that pool, not the store)."""
+    request = network.get("bridge") or {}
+    interfaces = request.get("interfaces") or []
+    return (
+        bool(request.get("default_net"))
+        and not request.get("netns")  # rootless: the store's own `podman` network
+        and bool(interfaces)
+        and all(iface.get("network") == "podman" for iface in interfaces)
+    )
 
 
 def main(argv: List[str]) -> int:
