@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("podpy", "netns_helpers")
-HEAVY = ("typer", "click", "rich", "pyroute2", "sqlite3")
+HEAVY = ("typer", "click", "rich", "pyroute2", "sqlite3", "_sqlite3")
 # Modules that come from an installed distribution rather than the stdlib or our tree.
 THIRD_PARTY_CHECK = (
     "new = [m for n, m in list(sys.modules.items()) if n not in _before]\n"
