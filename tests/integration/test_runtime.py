@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -569,8 +569,21 @@ def test_pause_resume_and_force_delete_as_root(rootful: Any, probe_binary: Path)
     shutil.rmtree(box.state_root, ignore_errors=True)
 
 
+@pytest.fixture
+def restore_subreaper() -> Iterator[None]:
+    """The built-in runtime makes its caller a child subreaper (the container init is its
+    grandchild): when the caller is pytest itself, later tests' daemonised monitors would be
+    reparented to pytest instead of PID 1. Undo it afterwards."""
+    from podpy import linux
+
+    yield
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
+
+
 @pytest.mark.parametrize("runtime", ["podpy", "runc"])
-def test_python_api_of_both_backends(rootful: Any, probe_binary: Path, runtime: str) -> None:
+def test_python_api_of_both_backends(
+    rootful: Any, probe_binary: Path, runtime: str, restore_subreaper: None
+) -> None:
     from podpy.errors import CommandNotFound, InvalidState, NoSuchObject, PodpyError
     from podpy.runtime.oci import get_runtime
 
