@@ -40,7 +40,7 @@ GATEWAY_OFFSET, DNS_OFFSET, GUEST_OFFSET = 2, 3, 100
 IPV6_DNS = "fd00::3"
 STOP_GRACE = 1.0
 # Fds the child sees: slirp4netns is told these numbers on its command line.
-CHILD_READY_FD, CHILD_EXIT_FD = 3, 4
+CHILD_READY_FD, CHILD_EXIT_FD, CHILD_API_DIR_FD = 3, 4, 5
 # Progress lines slirp4netns prints on every start: never the reason for a failure.
 _CHATTER = ("WARNING:", "sent tapfd", "received tapfd", "Starting slirp", "*")
 
@@ -382,23 +382,36 @@ def start_slirp4netns(
     """
     config = config or SlirpConfig()
     path = find_slirp4netns(binary)
-    argv = config.argv(path, target, api_socket, userns_path)
+    fd_map: Dict[int, int] = {}
+    bind_path = api_socket
     if api_socket:
         try:
             os.unlink(api_socket)  # a stale socket from a previous run makes slirp4netns fail
         except FileNotFoundError:
             pass
+        if len(api_socket) > _MAX_SOCKET_PATH:
+            # Too long for sockaddr_un: slirp4netns binds it through its copy of a directory
+            # fd instead (no socket in /tmp that a killed monitor would leave behind).
+            fd_map[CHILD_API_DIR_FD] = os.open(
+                os.path.dirname(api_socket), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+            bind_path = f"/proc/self/fd/{CHILD_API_DIR_FD}/{os.path.basename(api_socket)}"
+    argv = config.argv(path, target, bind_path, userns_path)
     scratch = os.path.dirname(api_socket) if api_socket else "/tmp"
     log_fd = open_log(log_path, scratch)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    fd_map.update({CHILD_READY_FD: ready_w, CHILD_EXIT_FD: exit_r})
     started = time.monotonic()
     try:
-        pid = spawn_tied(argv, {CHILD_READY_FD: ready_w, CHILD_EXIT_FD: exit_r}, log_fd)
+        pid = spawn_tied(argv, fd_map, log_fd)
     except OSError:
-        for fd in (ready_r, ready_w, exit_r, exit_w, log_fd):
-            os.close(fd)
+        for fd in (ready_r, ready_w, exit_r, exit_w, log_fd, fd_map.get(CHILD_API_DIR_FD, -1)):
+            if fd >= 0:
+                os.close(fd)
         raise
+    if CHILD_API_DIR_FD in fd_map:
+        os.close(fd_map[CHILD_API_DIR_FD])
     os.close(ready_w)
     os.close(exit_r)
     process = SlirpProcess(pid, exit_w, api_socket, config, 0.0, log_fd)
@@ -450,8 +463,13 @@ def api_request(
     """One JSON request on slirp4netns's API socket; returns the decoded reply."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    dir_fd = -1
     try:
-        sock.connect(api_socket)
+        if len(api_socket) > _MAX_SOCKET_PATH:  # as start_slirp4netns bound it
+            dir_fd = os.open(os.path.dirname(api_socket), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            sock.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(api_socket)}")
+        else:
+            sock.connect(api_socket)
         sock.sendall(json.dumps(request).encode())
         sock.shutdown(socket.SHUT_WR)  # slirp4netns answers once it sees EOF
         chunks = []
@@ -464,6 +482,8 @@ def api_request(
         raise SlirpError(f"slirp4netns API {api_socket}: {err.strerror or err}") from None
     finally:
         sock.close()
+        if dir_fd >= 0:
+            os.close(dir_fd)
     try:
         reply = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
@@ -526,7 +546,7 @@ def remove_port_forward(api_socket: str, forward_id: int) -> None:
 
 # --- one call for the monitor ---------------------------------------------------------------------
 
-# AF_UNIX paths hold at most 107 bytes; a deep run dir gets its socket in /tmp instead.
+# AF_UNIX paths hold at most 107 bytes; a deeper socket is reached through a directory fd.
 _MAX_SOCKET_PATH = 100
 
 
@@ -577,11 +597,7 @@ def start_user_network(
             log_path=os.path.join(run_dir, "pasta.log"),
         )
     elif mode == _MODE_SLIRP:
-        api_socket = os.path.join(run_dir, "slirp4netns.sock")
-        if len(api_socket) > _MAX_SOCKET_PATH:
-            # Random, not just the pid: another user's stale socket of a recycled pid cannot be
-            # unlinked in sticky /tmp (EPERM), and inside the user namespace every uid is 0.
-            api_socket = f"/tmp/podpy-slirp4netns-{os.getpid()}-{os.urandom(6).hex()}.sock"
+        api_socket = os.path.join(run_dir, "slirp4netns.sock")  # (any length: see above)
         config = SlirpConfig.from_options(options, mac_address)
         forwarder = None
         if ports and options.get("port_handler") != "slirp4netns":

@@ -552,6 +552,13 @@ def test_slirp4netns_port_handler_still_forwards(as_each, image: str) -> None:
     try:
         monitor = _inspect(as_each, name)["State"]["ConmonPid"]
         assert _http("127.0.0.1", port) == "hello-fwd\n"
-        assert _monitor_children(monitor)["forwarder"] == []  # slirp4netns's add_hostfwd
+        helpers = _monitor_children(monitor)
+        assert helpers["forwarder"] == []  # slirp4netns's add_hostfwd
+        # Its API socket is in the container's run dir, reached through a directory fd when
+        # the path is too long for sockaddr_un: never a file in /tmp a killed monitor leaves.
+        argv = cmdline_of(helpers["slirp4netns"][0]).split("\0")
+        api = [a for a in argv if a.startswith("--api-socket=")][0].split("=", 1)[1]
+        cid = _inspect(as_each, name)["Id"]
+        assert api.startswith("/proc/self/fd/") or api.endswith(f"/{cid}/slirp4netns.sock"), api
     finally:
         as_each.ok("rm", "-f", "-t", "0", name)
