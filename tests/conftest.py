@@ -42,6 +42,20 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(shared_tmp: Path) -> Iterator[None]:
+    """In-process podpy code (podpy.config.load's parsed-TOML cache) writes under
+    $XDG_CACHE_HOME: a scratch dir, never the real user's ~/.cache. (Runner-driven commands get
+    their own temporary HOME.)"""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(shared_tmp / "xdg-cache")
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def podpy_pyz(shared_tmp: Path) -> Path:
     """The zipapp under test: $PODPY_PYZ if given (CI builds it once), else a fresh build."""

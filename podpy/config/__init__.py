@@ -100,6 +100,7 @@ def load(
     containers/image's RootForImplicitAbsolutePaths; tests use it to stay off the host's files.
     Raises podpy.errors.ConfigError (`<file>: line N: <what>`) for a malformed file.
     """
+    from podpy.config._toml import flush_cache
     from podpy.paths import config_home, data_home, home_dir
 
     env = os.environ if env is None else env
@@ -120,7 +121,7 @@ def load(
     storage, raw_storage, storage_read = load_storage(
         env, rootless, uid, conf_home, data_home(env), sysroot
     )
-    return Config(
+    config = Config(
         containers=containers,
         registries=registries,
         storage=storage,
@@ -129,3 +130,6 @@ def load(
         raw_storage=raw_storage,
         sources=containers_read + registries_read + ([storage_read] if storage_read else []),
     )
+    # Everything parsed and validated: now the TOML cache may remember the files read.
+    flush_cache()
+    return config

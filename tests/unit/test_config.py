@@ -914,3 +914,29 @@ def test_default_values_are_not_run_through_regexes(tree: Tree) -> None:
     tree.write("/etc/containers/containers.conf", '[containers]\nshm_size = "1g"\n')
     assert tree.load().containers.shm_size == "1g"
     assert ctr._SHM_SIZE._compiled is not None and ctr._UMASK._compiled is None
+
+
+# ---- the parsed-TOML cache (podpy.config._toml) as load() uses it ------------------------
+
+
+def test_load_caches_parsed_files_only_after_success(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podpy.config import _toml
+
+    cache = tree.base / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setattr(_toml, "_RACY_NS", 0)  # the test's files are brand new
+    monkeypatch.setattr(_toml, "_PENDING", [])
+    tree.write("/usr/share/containers/containers.conf", "[engine]\nstop_timeout = 20\n")
+    bad = tree.write("~/.config/containers/containers.conf", "[engine]\nstop_timeout = \n")
+    assert tree.error() == f"{bad}: line 2: Invalid value"
+    entries = cache / "podpy" / "toml"
+    assert not entries.exists(), "a failed load must leave no cache entry"
+    bad.unlink()
+    assert tree.load().containers.stop_timeout == 20
+    names = [p.name.replace("%2F", "/") for p in entries.iterdir()]
+    assert any(n.endswith("/usr/share/containers/containers.conf") for n in names), names
+    parses = []
+    monkeypatch.setattr(_toml, "_toml_module", lambda: parses.append(1))  # must not be needed
+    assert tree.load().containers.stop_timeout == 20 and parses == []
