@@ -69,7 +69,8 @@ _RLIMITS = {
     "sigpending": "RLIMIT_SIGPENDING",
     "stack": "RLIMIT_STACK",
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+# Compiled on first use (re's own cache): most runs never parse a size.
+_SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$"
 
 
 class RunOptions:
@@ -156,7 +157,7 @@ _RUN_OPTION_DEFAULTS: Dict[str, Any] = {
 
 def parse_size(text: str) -> int:
     """`64m`, `1g`, `512k`, `100` (bytes) -> bytes, like podman's --memory."""
-    match = _SIZE_RE.match(str(text))
+    match = re.match(_SIZE_PATTERN, str(text), re.IGNORECASE)
     if not match:
         raise PodpyError(
             f"invalid size: '{text}'", hint="use a number with an optional unit: b, k, m or g"
