@@ -66,13 +66,9 @@ def call_helper(
 def _in_process(request: Mapping[str, Any]) -> bool:
     if request.get("op") not in _IN_PROCESS or request.get("netns") or request.get("userns_path"):
         return False
-    if os.geteuid() != 0:
-        return False
-    try:
-        with open("/proc/self/uid_map") as f:  # the host's user namespace, not podpy's own
-            return f.read().split() == ["0", "0", "4294967295"]
-    except OSError:
-        return False
+    from podpy.userns import in_initial_userns
+
+    return os.geteuid() == 0 and in_initial_userns()  # the host's, not podpy's own
 
 
 def _run_in_process(request: Mapping[str, Any]) -> Dict[str, Any]:

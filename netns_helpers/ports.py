@@ -21,6 +21,7 @@ from typing import (
 )
 
 from podpy.errors import PodpyError
+from podpy.userns import in_initial_userns
 
 if TYPE_CHECKING:
     from podpy.engine.network_opts import PortMapping
@@ -59,22 +60,12 @@ def port_fields(port: PortLike) -> Tuple[str, int, int, str]:
     return port.host_ip, port.host_port, port.container_port, port.protocol
 
 
-def in_user_namespace() -> bool:
-    """True when running rootless (in a user namespace other than the initial one)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            fields = f.read().split()
-    except OSError:
-        return False
-    return fields[:3] != ["0", "0", "4294967295"]
-
-
 def bind_error(
     protocol: str, host_ip: str, port: int, err: OSError, rootless: Optional[bool] = None
 ) -> PortInUse:
     """The one-line error podman prints when a published port cannot be bound."""
     if rootless is None:
-        rootless = os.geteuid() != 0 or in_user_namespace()
+        rootless = os.geteuid() != 0 or not in_initial_userns()
     reason = _BIND_ERRORS.get(err.errno or 0, err.strerror or str(err))
     ip = host_ip or "0.0.0.0"
     addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -152,11 +152,3 @@ def read_proc_map(path: str = "/proc/self/uid_map") -> List[IdMapping]:
             if len(fields) == 3:
                 mappings.append(IdMapping(int(fields[0]), int(fields[1]), int(fields[2])))
         return mappings
-
-
-def in_initial_userns() -> bool:
-    """True when this process is not inside a user namespace podpy (or anyone) created."""
-    try:
-        return read_proc_map() == [IdMapping(0, 0, 4294967295)]
-    except OSError:
-        return True

@@ -121,16 +121,6 @@ def _syscall_number(name: str) -> int:
     return _SYSCALL_NUMBERS[name][_ARCH_INDEX[machine]]
 
 
-def in_initial_userns() -> bool:
-    """Whether this process is outside any user namespace (podpy.idmap's answer, without
-    its parser: the monitor asks at every start)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() == ["0", "0", "4294967295"]
-    except OSError:
-        return True
-
-
 def _check(result: int, what: str, path: Optional[str] = None) -> int:
     if result < 0:
         err = ctypes.get_errno()

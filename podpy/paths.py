@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from podpy.record import record
+from podpy.userns import effective_uid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,21 +86,6 @@ class Paths:
         return os.path.join(self.run_root, "containers", cid)
 
 
-def _effective_uid(env: Mapping[str, str]) -> int:
-    """geteuid(), except inside podpy's user namespace (uid 0 there, e.g. under `podpy
-    unshare`), where the user's host uid recorded by podpy.rootless keeps the store rootless."""
-    euid = os.geteuid()
-    recorded = env.get("_PODPY_ROOTLESS_UID", "")  # podpy.rootless.ROOTLESS_UID_ENV
-    if euid == 0 and recorded.isdigit():
-        try:
-            with open("/proc/self/uid_map") as f:
-                if f.read().split() != ["0", "0", "4294967295"]:
-                    return int(recorded)
-        except OSError:
-            pass
-    return euid
-
-
 def resolve(
     root: Optional[str] = None,
     runroot: Optional[str] = None,
@@ -108,7 +94,7 @@ def resolve(
 ) -> Paths:
     """Paths for this user; --root/--runroot win over the defaults."""
     env = os.environ if env is None else env
-    uid = _effective_uid(env) if uid is None else uid
+    uid = effective_uid(env) if uid is None else uid
     rootless = uid != 0
     if rootless:
         graph = os.path.join(data_home(env), "podpy", "storage")

@@ -28,10 +28,10 @@ from podpy.idmap import (
     SUBGID_FILE,
     SUBUID_FILE,
     UserIdMaps,
-    in_initial_userns,
     newidmap_args,
     user_id_maps,
 )
+from podpy.userns import ROOTLESS_UID_ENV, in_initial_userns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 # A colon-separated list of directories that replaces the default helper search
 # (like containers.conf `helper_binaries_dir`); tests use it to hide newuidmap.
 HELPER_DIRS_ENV = "PODPY_HELPER_BINARIES_DIR"
-# Set in the environment of everything started inside the namespace: the host uid of the user,
-# so a podpy started there (e.g. under `podpy unshare`) still knows it is rootless.
-ROOTLESS_UID_ENV = "_PODPY_ROOTLESS_UID"
+# ROOTLESS_UID_ENV (podpy.userns) is set in the environment of everything started inside the
+# namespace: the host uid of the user, so a podpy started there (e.g. under `podpy unshare`)
+# still knows it is rootless.
 DEFAULT_HELPER_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
 _PACKAGE_HINT = 'install the "uidmap" package (apt install uidmap / dnf install shadow-utils)'
 # Signals the waiting parent passes on to the namespace child (names: `signal` is imported

@@ -23,12 +23,14 @@ from podpy.config.registries import (
 )
 from podpy.config.storage import StorageConfig, load_storage
 from podpy.record import field, record
+from podpy.userns import ROOTLESS_UID_ENV, effective_uid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, Optional
 
 __all__ = [
+    "ROOTLESS_UID_ENV",
     "Config",
     "ContainersConfig",
     "Mirror",
@@ -64,27 +66,6 @@ class Config:
         }
 
 
-# podpy.rootless.ROOTLESS_UID_ENV, spelled out here: importing podpy.rootless costs ~30 ms.
-ROOTLESS_UID_ENV = "_PODPY_ROOTLESS_UID"
-
-
-def _in_initial_userns() -> bool:
-    try:
-        with open("/proc/self/uid_map") as handle:
-            return handle.read().split() == ["0", "0", "4294967295"]
-    except OSError:
-        return True
-
-
-def _effective_uid(env: Mapping[str, str]) -> int:
-    """The user's host uid, also from inside podpy's user namespace (where euid is 0)."""
-    euid = os.geteuid()
-    recorded = env.get(ROOTLESS_UID_ENV, "")
-    if euid == 0 and recorded.isdigit() and not _in_initial_userns():
-        return int(recorded)
-    return euid
-
-
 def load(
     env: Optional[Mapping[str, str]] = None,
     uid: Optional[int] = None,
@@ -104,7 +85,7 @@ def load(
     from podpy.paths import config_home, data_home, home_dir
 
     env = os.environ if env is None else env
-    uid = _effective_uid(env) if uid is None else uid
+    uid = effective_uid(env) if uid is None else uid
     rootless = uid != 0
     home = home_dir(env)
     conf_home = config_home(env)

@@ -27,6 +27,7 @@ from podpy.errors import (
     NoSuchObject,
     PodpyError,
 )
+from podpy.userns import in_initial_userns
 
 OCI_VERSION = "1.0.2-dev"
 # Same value as podpy.spec.generate.INIT_ANNOTATION (not imported: keeps create lean).
@@ -52,15 +53,6 @@ def default_root(env: Optional[Dict[str, str]] = None) -> str:
     from podpy.rootless import rootless_uid
 
     return os.path.join(runtime_dir(env, rootless_uid()), "podpy-oci")
-
-
-def in_initial_userns() -> bool:
-    """Whether this process is outside any user namespace (cheaper than podpy.idmap's parser)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() == ["0", "0", "4294967295"]
-    except OSError:
-        return True
 
 
 def _signal_number(sig: Any) -> int:

@@ -514,7 +514,7 @@ def generate(image_config: Optional[Dict[str, Any]], opts: RunOptions) -> Dict[s
     image = _image_section(image_config)
     rootless = (os.geteuid() != 0) if opts.rootless is None else opts.rootless
     if not rootless:
-        from podpy.linux import in_initial_userns
+        from podpy.userns import in_initial_userns
 
         rootless = not in_initial_userns()
     cgroup_mode = cgroups.mode()
