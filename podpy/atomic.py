@@ -81,9 +81,57 @@ def _remove_tree_fixing_modes(path: str) -> None:
     os.rmdir(path)
 
 
+def _empty_dir_fd(dir_fd: int) -> None:
+    """Delete everything inside the directory open at dir_fd (never following symlinks)."""
+    with os.scandir(dir_fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if not is_dir:
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            continue
+        try:
+            child = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
+        except FileNotFoundError:
+            continue
+        try:
+            _empty_dir_fd(child)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=dir_fd)
+
+
 def remove_tree(path: str) -> None:
     """Remove a file or a directory tree, including directories without rwx for the owner
-    (images ship such modes; root passes, but a plain rmtree as the user would not)."""
+    (images ship such modes; root passes, but a plain rmtree as the user would not).
+
+    First a walk by directory fds that never follows symlinks (as shutil.rmtree does, without
+    importing shutil: it loads bz2 and lzma, ~4 ms of every `run --rm`); on anything but a
+    vanished entry (a directory without rwx, a mount point ...) the slow paths below."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError:
+        fd = -1  # a file, a symlink, or unreadable: decided below
+    try:
+        if fd >= 0:
+            _empty_dir_fd(fd)
+            os.close(fd)
+            fd = -1
+            os.rmdir(path)
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):

@@ -139,60 +139,6 @@ def _exit_code_from_status(status: int) -> int:
     return 125
 
 
-def _remove_tree(path: str) -> None:
-    """podpy.atomic.remove_tree without importing shutil (it loads bz2 and lzma: ~4 ms of
-    every `run --rm`). Walks by directory fds without following symlinks, as shutil.rmtree
-    does; on anything but a vanished entry (a directory without rwx, a mount point ...) it
-    hands over to remove_tree, which knows how to fix modes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    except OSError:
-        fd = -1  # a file, a symlink, or unreadable: remove_tree decides
-    try:
-        if fd >= 0:
-            _empty_dir_fd(fd)
-            os.close(fd)
-            fd = -1
-            os.rmdir(path)
-            return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    from podpy.atomic import remove_tree
-
-    remove_tree(path)
-
-
-def _empty_dir_fd(dir_fd: int) -> None:
-    """Delete everything inside the directory open at dir_fd (never following symlinks)."""
-    with os.scandir(dir_fd) as entries:
-        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-    for name, is_dir in names:
-        if not is_dir:
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-            except FileNotFoundError:
-                pass
-            continue
-        try:
-            child = os.open(
-                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-            )
-        except FileNotFoundError:
-            continue
-        try:
-            _empty_dir_fd(child)
-        finally:
-            os.close(child)
-        os.rmdir(name, dir_fd=dir_fd)
-
-
 class HandedOverProcess:
     """A network helper (slirp4netns, pasta) started before the monitor slimmed down:
     its pid, the fds that keep it alive, and files to remove once it is gone."""
@@ -829,9 +775,11 @@ class Monitor:
         return True
 
     def _remove_dirs(self) -> None:
+        from podpy.atomic import remove_tree
+
         for path in self.spec["remove_dirs"]:
             try:
-                _remove_tree(path)
+                remove_tree(path)
             except OSError as err:
                 sys.stderr.write(f"podpy monitor: removing container {self.cid[:12]}: {err}\n")
 

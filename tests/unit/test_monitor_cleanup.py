@@ -1,5 +1,6 @@
-"""The shutil-free removals on the `run --rm` path: the monitor's container directories and
-the built-in runtime's state directory, and the runtime's line reader on its sync socket."""
+"""The shutil-free removals on the `run --rm` path: podpy.atomic.remove_tree's fd walk (the
+monitor's container directories, `podpy rm`) and the built-in runtime's state directory, and
+the runtime's line reader on its sync socket."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import _socket
 import os
 import sys
 
-from podpy.monitor import main as monitor_main
+from podpy.atomic import remove_tree
 from podpy.runtime import builtin
 
 
@@ -24,7 +25,7 @@ def _tree(root: str) -> None:
 def test_remove_tree_removes_everything(tmp_path):
     root = str(tmp_path / "ctr")
     _tree(root)
-    monitor_main._remove_tree(root)
+    remove_tree(root)
     assert not os.path.lexists(root)
 
 
@@ -39,30 +40,30 @@ def test_remove_tree_never_follows_symlinks(tmp_path):
     (root / "upper" / "link-dir").symlink_to(outside)
     (root / "upper" / "link-file").symlink_to(outside / "keep")
     (root / "link-sub").symlink_to(outside / "sub")
-    monitor_main._remove_tree(str(root))
+    remove_tree(str(root))
     assert not root.exists()
     assert (outside / "keep").read_text() == "precious"
     assert (outside / "sub" / "keep2").read_text() == "precious"
 
 
 def test_remove_tree_missing_file_and_symlink(tmp_path):
-    monitor_main._remove_tree(str(tmp_path / "missing"))  # no error
+    remove_tree(str(tmp_path / "missing"))  # no error
     target = tmp_path / "dir"
     target.mkdir()
     (target / "x").write_text("x")
     link = tmp_path / "link"
     link.symlink_to(target)
-    monitor_main._remove_tree(str(link))  # the link goes, its target stays
+    remove_tree(str(link))  # the link goes, its target stays
     assert not os.path.lexists(link) and (target / "x").exists()
     plain = tmp_path / "file"
     plain.write_text("x")
-    monitor_main._remove_tree(str(plain))
+    remove_tree(str(plain))
     assert not plain.exists()
 
 
-def test_remove_tree_hands_over_to_remove_tree_on_errors(tmp_path, monkeypatch):
+def test_remove_tree_falls_back_to_the_slow_paths_on_errors(tmp_path, monkeypatch):
     """Anything but a vanished entry (here an rmdir refused once, as for a directory without
-    rwx, which root would not hit) is finished by podpy.atomic.remove_tree."""
+    rwx, which root would not hit) is finished by the mode-fixing slow path."""
     root = tmp_path / "ctr"
     _tree(str(root))
     real_rmdir = os.rmdir
@@ -75,7 +76,7 @@ def test_remove_tree_hands_over_to_remove_tree_on_errors(tmp_path, monkeypatch):
         return real_rmdir(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "rmdir", rmdir)
-    monitor_main._remove_tree(str(root))
+    remove_tree(str(root))
     assert refused == ["deep"]
     assert not root.exists()
 
@@ -85,7 +86,7 @@ def test_remove_tree_imports_no_shutil(tmp_path):
     _tree(root)
     saved = sys.modules.pop("shutil", None)
     try:
-        monitor_main._remove_tree(root)
+        remove_tree(root)
         assert "shutil" not in sys.modules
     finally:
         if saved is not None:
