@@ -2,7 +2,9 @@
 """Container lifecycle benchmark: podpy against podman on the same busybox image, side by side.
 
 Rows (medians of paired runs, both sides with `--network none` so only the lifecycle is
-compared): `run --rm IMG true` (target: half of podman's time), `run -d IMG sleep` +
+compared): `run --rm IMG true` (target: half of podman's time), the same on each tool's
+default network (no target: root is podpy0 against netavark, rootless slirp4netns on both
+sides), `run -d IMG sleep` +
 `rm -f`, `ps -a` with N created (not started) containers, `exec CTR true`; then the total
 and per-container RSS (VmRSS) of the monitors of M detached `sleep` containers against as
 many conmon processes. Both sides pull the test busybox image from a local docker-registry
@@ -90,6 +92,18 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
+
+
+def _without_network(extra: List[str]) -> List[str]:
+    out, skip = [], False
+    for arg in extra:
+        if skip:
+            skip = False
+        elif arg == "--network":
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -185,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for side in sides:
             side.run("pull", "-q", "--tls-verify=false", image)
 
-        def both(label: str, make, max_ratio: float = 1.0) -> Case:
+        def both(label: str, make, max_ratio: Optional[float] = 1.0) -> Case:
             argvs = [make(side) for side in sides]
             return Case(label, argvs[0], argvs[1] if len(argvs) > 1 else None, max_ratio=max_ratio)
 
@@ -195,6 +209,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "run --rm IMG true",
                 lambda s: s.argv("run", "--rm", *s.run_extra, image, "true"),
                 max_ratio=0.5,
+            )
+        )
+        # Each tool's default network, no target: root gets podpy0 against netavark's podman0
+        # (bridge, veth, NAT), rootless slirp4netns on both sides.
+        cases.append(
+            both(
+                "run --rm IMG true (default net)",
+                lambda s: s.argv("run", "--rm", *_without_network(s.run_extra), image, "true"),
+                max_ratio=None,
             )
         )
         run_extra = {s.name: " ".join(_quote(a) for a in s.run_extra) for s in sides}
@@ -245,7 +268,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         scratch.cleanup()
 
     who = f"as {identity.user} (rootless)" if identity.user else "as root"
-    print(f"container lifecycle: podpy vs podman (runc, conmon), --network none, {who}")
+    print(f"container lifecycle: podpy vs podman (runc, conmon), --network none unless marked, {who}")
     print(format_table(cases, args.runs))
     print()
     print(f"monitor memory, {args.monitors} detached `sleep` containers (VmRSS):")
