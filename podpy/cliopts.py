@@ -1,8 +1,10 @@
-"""The option tables of the hot container verbs (run, create, start, stop, kill, rm).
+"""The option tables of the hot container verbs (run, create, start, stop, kill, rm) and of
+`podpy oci` (the built-in runtime's runc-compatible CLI, its group options and verbs).
 
 One table per command, read by both sides of the CLI so they can never disagree:
-`podpy/cli/container.py` builds each typer command's signature from it, and the typer-free
-fast path (`podpy/fastpath.py`) parses argv with `parse()`. The parser mirrors click's
+`podpy/cli/container.py` and `podpy/cli/oci.py` build each typer command's signature from
+it (through `podpy/cli/_tablecmd.py`), and the typer-free fast path (`podpy/fastpath.py`)
+parses argv with `parse()` (`parse_group()` for a group's options before its command). The parser mirrors click's
 rules exactly for what it accepts (long `--x=v` and `--x v`, short clusters `-dit`,
 `-eK=V`, `--`, last value wins, options stop at the first argument where the command
 says so) and returns None for anything else: `--help`, unknown flags, missing values,
@@ -31,7 +33,7 @@ class Opt:
         dest: str,
         flags: tuple,
         kind: str,
-        help: str,
+        help: str | None,
         default: object = None,
         type: type = str,
         off: tuple = (),
@@ -158,6 +160,22 @@ def parse(table: Table, args: list) -> dict | None:
     return out
 
 
+def parse_group(table: Table, commands: dict, args: list) -> tuple | None:
+    """(group options, command name, command options) for `GROUP-OPTIONS COMMAND ARGS...`
+    (`podpy oci --root R state ID`), or None when not sure. click parses a group's options
+    up to the first argument, which names the command; the rest are the command's."""
+    split = parse(Table((_GROUP_REST,), table.options, interspersed=False), args)
+    if split is None:
+        return None
+    rest = split.pop(_GROUP_REST.dest)
+    if not rest or rest[0] not in commands:
+        return None  # click: "Missing command." / "No such command"
+    options = parse(commands[rest[0]], rest[1:])
+    if options is None:
+        return None
+    return split, rest[0], options
+
+
 def parse_bool(value: str | None, flag: str) -> bool | None:
     """podman's boolean option values (`--tls-verify=false`); None when not given."""
     if value is None:
@@ -174,6 +192,7 @@ def parse_bool(value: str | None, flag: str) -> bool | None:
 
 # --- the tables -------------------------------------------------------------------------------
 
+_GROUP_REST = Opt("command_", (), ARGS, None)
 _CONTAINERS = Opt("containers_", (), ARGS, "Containers", metavar="CONTAINER...")
 
 RUN = Table(
@@ -303,4 +322,91 @@ TABLES = {
     "kill": KILL,
     "rm": RM,
     "remove": RM,
+}
+
+# --- podpy oci: runc's command line (podpy/cli/oci.py, podpy/ociverbs.py) --------------------
+
+_COMPAT = "Accepted for runc compatibility"
+
+# runc's global flags, between `oci` and the verb.
+OCI = Table(
+    (),
+    (
+        Opt(
+            "root",
+            ("--root",),
+            VALUE,
+            "State directory (default $XDG_RUNTIME_DIR/podpy-oci or /run/podpy-oci)",
+        ),
+        Opt("log", ("--log",), VALUE, _COMPAT),
+        Opt("log_format", ("--log-format",), VALUE, _COMPAT),
+        Opt("systemd_cgroup", ("--systemd-cgroup",), FLAG, _COMPAT),
+    ),
+    interspersed=False,  # the first argument is the verb
+)
+
+_ID = Opt("container_id", (), ARG, None, metavar="ID", required=True)
+_ID_ONLY = Table((_ID,), ())
+_BUNDLE = Opt("bundle", ("--bundle", "-b"), VALUE, "Path to the OCI bundle", default=".")
+_PID_FILE = Opt("pid_file", ("--pid-file",), VALUE, "Write the init pid here")
+
+OCI_CREATE = Table(
+    (_ID,),
+    (
+        _BUNDLE,
+        _PID_FILE,
+        Opt(
+            "console_socket",
+            ("--console-socket",),
+            VALUE,
+            "AF_UNIX socket that receives the pty master",
+        ),
+        Opt(
+            "preserve_fds",
+            ("--preserve-fds",),
+            VALUE,
+            "Pass N extra fds (3..) through",
+            default=0,
+            type=int,
+        ),
+        Opt("no_pivot", ("--no-pivot",), FLAG, _COMPAT),
+    ),
+)
+
+OCI_KILL = Table(
+    (_ID, Opt("signal", (), ARG, None, default="TERM", metavar="[SIGNAL]")),
+    (Opt("all_processes", ("--all", "-a"), FLAG, "Signal every process"),),
+)
+
+OCI_DELETE = Table((_ID,), (Opt("force", ("--force", "-f"), FLAG, "Kill the container first"),))
+
+OCI_LIST = Table(
+    (),
+    (
+        Opt("fmt", ("--format", "-f"), VALUE, "table or json", default="table"),
+        Opt("quiet", ("--quiet", "-q"), FLAG, "Only print IDs"),
+    ),
+)
+
+OCI_RUN = Table(
+    (_ID,),
+    (
+        _BUNDLE,
+        _PID_FILE,
+        Opt("console_socket", ("--console-socket",), VALUE, None),
+        Opt("detach", ("--detach", "-d"), FLAG, "Do not wait for the exit"),
+    ),
+)
+
+# Verb -> table, in `podpy oci --help`'s order.
+OCI_TABLES = {
+    "create": OCI_CREATE,
+    "start": _ID_ONLY,
+    "state": _ID_ONLY,
+    "kill": OCI_KILL,
+    "delete": OCI_DELETE,
+    "list": OCI_LIST,
+    "pause": _ID_ONLY,
+    "resume": _ID_ONLY,
+    "run": OCI_RUN,
 }

@@ -1,10 +1,12 @@
 """Start-up fast path (no `typing` import either: every millisecond here is paid by `ps`):
 `podpy ps` (the command scripts and prompts run most), `exec`, and the lifecycle verbs
-`run`, `create`, `start`, `stop`, `kill`, `rm` answered without importing typer/click, which
-cost more than podman's whole `ps`. The lifecycle verbs parse argv with the same option
-tables typer's commands are built from (podpy/cliopts.py) and run the same bodies
-(podpy/ctrverbs.py). Any flag or form the fast parser does not know sends the command to
-the full CLI, so behaviour and messages never differ, only speed."""
+`run`, `create`, `start`, `stop`, `kill`, `rm`, and `oci VERB` (the built-in runtime's
+runc-compatible CLI, one process per call from OCI tooling) answered without importing
+typer/click, which cost more than podman's whole `ps`. The lifecycle and oci verbs parse
+argv with the same option tables typer's commands are built from (podpy/cliopts.py) and
+run the same bodies (podpy/ctrverbs.py, podpy/ociverbs.py). Any flag or form the fast
+parser does not know sends the command to the full CLI, so behaviour and messages never
+differ, only speed."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ _EXEC_PATHS = (["exec"], ["container", "exec"])  # podpy.engine.exec.fast_exec p
 # podpy.cliopts.TABLES parses the rest (`container remove` is rm's hidden alias).
 _VERBS = ("run", "create", "start", "stop", "kill", "rm")
 _VERB_PATHS = tuple([v] for v in _VERBS) + tuple(["container", v] for v in _VERBS + ("remove",))
+_OCI_PATH = ["oci"]  # podpy.cliopts.parse_group parses the group options, verb and its args
 _GLOBAL_VALUE = {"--root": "root", "--runroot": "runroot", "--log-level": "log_level"}
 _BOOL_FLAGS = {
     "-a": "all",
@@ -48,7 +51,7 @@ def _split(args: list[str]) -> tuple[dict, list[str], list[str]] | None:
             i += 1
         globals_[_GLOBAL_VALUE[name]] = value
         i += 1
-    for path in _PS_PATHS + _EXEC_PATHS + _VERB_PATHS:
+    for path in _PS_PATHS + _EXEC_PATHS + _VERB_PATHS + (_OCI_PATH,):
         if args[i : i + len(path)] == path:
             return globals_, path, args[i + len(path) :]
     return None
@@ -104,16 +107,44 @@ def _run_verb(globals_: dict, verb: str, rest: list[str]) -> int | None:
     kw = parse(TABLES[verb], rest)
     if kw is None:
         return None
+
+    def call() -> int:
+        from podpy.ctrverbs import VERBS
+        from podpy.engine import Engine, GlobalOptions
+
+        return VERBS[verb](Engine(GlobalOptions(**globals_)), kw)
+
+    return _answer(globals_, call)
+
+
+def _run_oci(globals_: dict, rest: list[str]) -> int | None:
+    """`podpy oci [--root R ...] VERB ...`: podpy's own global options only set the log
+    level there, as in the typer CLI (the oci verbs use no Engine)."""
+    from podpy.cliopts import OCI, OCI_TABLES, parse_group
+
+    parsed = parse_group(OCI, OCI_TABLES, rest)
+    if parsed is None:
+        return None
+    group, verb, kw = parsed
+
+    def call() -> int:
+        from podpy.ociverbs import VERBS
+
+        return VERBS[verb](group, kw)
+
+    return _answer(globals_, call)
+
+
+def _answer(globals_: dict, call: object) -> int:
+    """Run a verb body as podpy.cli.main would: errors reported, exit codes mapped."""
     import sys
 
     from podpy import log
-    from podpy.ctrverbs import VERBS
-    from podpy.engine import Engine, GlobalOptions
     from podpy.errors import PodpyError, print_error, report_internal_error
 
     try:
         log.set_level(globals_.get("log_level", "warn"))
-        return VERBS[verb](Engine(GlobalOptions(**globals_)), kw)
+        return call()  # type: ignore[operator]
     except PodpyError as err:
         print_error(err)
         return err.exit_code
@@ -133,6 +164,8 @@ def try_fast(args: list[str]) -> int | None:
     if split is None:
         return None
     globals_, path, rest = split
+    if path == _OCI_PATH:
+        return _run_oci(globals_, rest)
     if path[-1] == "exec":
         from podpy.engine.exec import fast_exec
 

@@ -1,4 +1,5 @@
-"""The fast parser (podpy.cliopts.parse) and typer, built from the same tables, agree.
+"""The fast parser (podpy.cliopts.parse, parse_group for `podpy oci`) and typer, built from
+the same tables, agree.
 
 For every argv below, and for a few hundred generated ones, the options the typer command
 would hand its body are captured (the body is replaced for the test) and compared with the
@@ -8,11 +9,11 @@ decline (None) whatever typer rejects. Common forms must be answered by the fast
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from podpy import cliopts, ctrverbs
+from podpy import cliopts, ctrverbs, ociverbs
 from podpy.cli import main as cli_main
 from podpy.fastpath import _split
 
@@ -143,6 +144,11 @@ def test_rm_alias_and_noun_forms_use_the_same_table(monkeypatch):
         (["--runroot=/x", "rm", "-f", "c"], ({"runroot": "/x"}, ["rm"], ["-f", "c"])),
         (["container", "remove", "c"], ({}, ["container", "remove"], ["c"])),
         (["container", "kill", "c"], ({}, ["container", "kill"], ["c"])),
+        (["oci", "state", "c"], ({}, ["oci"], ["state", "c"])),
+        (
+            ["--log-level", "debug", "oci", "--root", "/r", "list"],
+            ({"log_level": "debug"}, ["oci"], ["--root", "/r", "list"]),
+        ),
     ],
 )
 def test_split_recognises_lifecycle_verbs(argv, expected):
@@ -182,3 +188,113 @@ def test_generated_argvs_agree(monkeypatch, capsys, verb):
             answered += 1
             assert fast == slow, f"{verb} {args}: fast {fast} != typer {slow}"
     assert answered >= 5, f"the fast parser answered only {answered} generated {verb} argvs"
+
+
+# --- podpy oci: the group's options (runc's global flags) come before the verb -------------
+
+
+def typer_oci(monkeypatch: pytest.MonkeyPatch, args: List[str]) -> Optional[Tuple[Any, ...]]:
+    """(group options, verb, verb options) typer hands the body of `podpy oci ARGS`, None
+    if it does not call a body (a usage error, --help)."""
+    captured: List[Tuple[Any, ...]] = []
+    for verb in list(ociverbs.VERBS):
+
+        def body(group: Dict[str, Any], kw: Dict[str, Any], verb: str = verb) -> int:
+            captured.append((dict(group), verb, dict(kw)))
+            return 0
+
+        monkeypatch.setitem(ociverbs.VERBS, verb, body)
+    code = cli_main(["oci", *args])
+    if not captured:
+        return None
+    assert code == 0
+    return captured[0]
+
+
+def fast_oci(args: List[str]) -> Optional[Tuple[Any, ...]]:
+    return cliopts.parse_group(cliopts.OCI, cliopts.OCI_TABLES, list(args))
+
+
+OCI_ACCEPTED = [
+    ["state", "c1"],
+    ["--root", "/r", "state", "c1"],
+    ["--root=/r", "--log", "/l", "--log-format=json", "--systemd-cgroup", "kill", "c1", "KILL"],
+    ["--root", "--log", "state", "c1"],  # click: a value may start with '-'
+    ["--root=", "start", "c1"],
+    ["--", "state", "c1"],
+    ["kill", "c1"],
+    ["kill", "-a", "c1"],
+    ["kill", "c1", "--all", "9"],
+    ["create", "-b", "/b", "--pid-file", "/p", "--console-socket=/s", "--no-pivot", "c1"],
+    ["create", "--preserve-fds", "2", "c1"],
+    ["create", "c1", "--bundle=/b", "--preserve-fds=-1"],
+    ["run", "-d", "-b", "/b", "c1"],
+    ["run", "--detach", "--console-socket", "/s", "--pid-file=/p", "c1"],
+    ["run", "-db/b", "c1"],
+    ["delete", "-f", "c1"],
+    ["delete", "--force", "c1"],
+    ["list"],
+    ["list", "-q"],
+    ["list", "--format", "json"],
+    ["list", "-qf", "json"],
+    ["pause", "c1"],
+    ["resume", "c1"],
+    ["start", "--", "-c1"],
+]
+
+OCI_REJECTED = [
+    [],
+    ["--root"],
+    ["--root", "/r"],
+    ["bogus", "c1"],
+    ["--help"],
+    ["-h"],
+    ["--bogus", "state", "c1"],
+    ["--systemd-cgroup=1", "state", "c1"],
+    ["state"],
+    ["state", "a", "b"],
+    ["state", "--help"],
+    ["state", "-h", "c1"],
+    ["create", "--preserve-fds", "x", "c1"],
+    ["create", "-b"],
+    ["kill", "c1", "TERM", "extra"],
+    ["kill", "-x", "c1"],
+    ["list", "c1"],
+    ["list", "--quiet=1"],
+    ["run", "--no-pivot", "c1"],  # create has it, run does not
+    ["delete", "-fa", "c1"],
+]
+
+
+@pytest.mark.parametrize("args", OCI_ACCEPTED)
+def test_oci_fast_parser_answers_and_matches_typer(monkeypatch, args):
+    fast = fast_oci(args)
+    assert fast is not None, f"the fast parser declined oci {args}"
+    assert fast == typer_oci(monkeypatch, args)
+
+
+@pytest.mark.parametrize("args", OCI_REJECTED)
+def test_oci_fast_parser_declines_what_typer_rejects(monkeypatch, args, capsys):
+    assert fast_oci(args) is None
+    assert typer_oci(monkeypatch, args) is None
+
+
+def test_oci_tables_cover_every_verb():
+    assert list(cliopts.OCI_TABLES) == list(ociverbs.VERBS)
+
+
+@pytest.mark.parametrize("verb", list(cliopts.OCI_TABLES))
+def test_oci_generated_argvs_agree(monkeypatch, capsys, verb):
+    random.seed(f"cliopts-oci-{verb}")
+    group_tokens = _tokens(cliopts.OCI) + list(cliopts.OCI_TABLES)
+    tokens = _tokens(cliopts.OCI_TABLES[verb]) + ["c1"] * 4  # most verbs need one ID
+    answered = 0
+    for _ in range(120):
+        head = [random.choice(group_tokens) for _ in range(random.choice((0, 0, 1, 2, 3)))]
+        args = head + [verb] + [random.choice(tokens) for _ in range(random.randint(0, 4))]
+        fast = fast_oci(args)
+        slow = typer_oci(monkeypatch, args)
+        if fast is not None:
+            answered += 1
+            assert fast == slow, f"oci {args}: fast {fast} != typer {slow}"
+    assert answered >= 5, f"the fast parser answered only {answered} generated oci {verb} argvs"
