@@ -3,6 +3,7 @@ invocation it does not fully understand falls through to the full CLI."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,62 @@ def test_fast_lifecycle_verbs_skip_typer(tmp_path: Path):
     assert result.stdout.strip() == "[1, 0, 1, 125, 125, 125, 125, 125]"
     assert result.stderr.count('Error: no container with name or ID "nosuch" found') == 5
     assert result.stderr.count("Error: nosuchimage: image not known") == 2
+
+
+def test_fast_oci_verbs_match_typer_and_skip_typer(tmp_path: Path):
+    """`podpy oci VERB` from the fast path: the typer CLI's bytes and exit codes, no typer."""
+    state = tmp_path / "oci"
+    for cid, bundle in (("c1", "/b/one"), ("longer-id", "/b/2")):
+        (state / cid).mkdir(parents=True)
+        saved = {"id": cid, "pid": 0, "bundle": bundle, "created": "2024-01-02T03:04:05Z"}
+        (state / cid / "state.json").write_text(json.dumps(saved))
+    argvs = [
+        ["oci", "--root", str(state), "list"],
+        ["oci", "--root", str(state), "list", "-q"],
+        ["oci", f"--root={state}", "--systemd-cgroup", "list", "--format", "json"],
+        ["oci", "--root", str(state), "state", "c1"],
+        ["oci", "--root", str(state), "state", "nosuch"],
+        ["oci", "--root", str(state), "state", "bad/id"],
+        ["oci", "--root", str(state), "kill", "nosuch", "BOGUS"],
+        ["oci", "--root", str(state), "kill", "c1"],
+        ["oci", "--root", str(state), "pause", "nosuch"],
+        ["oci", "--root", str(state), "create", "-b", str(tmp_path / "none"), "x"],
+        ["--log-level", "bogus", "oci", "--root", str(state), "state", "c1"],
+    ]
+    code = (
+        "import sys, json, importlib; sys.path.insert(0, '.');"
+        "name, attr = ('podpy.fastpath', 'try_fast') if sys.argv[3] == 'fast'"
+        " else ('podpy.cli', 'main');"
+        "rc = getattr(importlib.import_module(name), attr)(json.loads(sys.argv[2]));"
+        "assert sys.argv[3] != 'fast' or ('typer' not in sys.modules"
+        " and 'click' not in sys.modules), 'typer loaded';"
+        "sys.exit(rc)"
+    )
+    outputs = []
+    for argv in argvs:
+        runs = {}
+        for mode in ("fast", "typer"):
+            runs[mode] = subprocess.run(
+                [sys.executable, "-c", code, str(tmp_path), json.dumps(argv), mode],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            )
+        fast, slow = runs["fast"], runs["typer"]
+        assert "typer loaded" not in fast.stderr, argv
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            slow.returncode,
+            slow.stdout,
+            slow.stderr,
+        ), argv
+        outputs.append((fast.returncode, fast.stdout, fast.stderr))
+    header, first, second = outputs[0][1].splitlines()
+    assert header.split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert first.split() == ["c1", "0", "stopped", "/b/one", "2024-01-02T03:04:05Z"]
+    assert second.startswith("longer-id   0 ")
+    assert outputs[1][1] == "c1\nlonger-id\n"
+    assert [item["id"] for item in json.loads(outputs[2][1])] == ["c1", "longer-id"]
+    assert json.loads(outputs[3][1])["status"] == "stopped"
+    assert outputs[4] == (125, "", "Error: container nosuch does not exist\n")
+    assert outputs[10][0] == 125 and 'invalid log level "bogus"' in outputs[10][2]

@@ -82,6 +82,18 @@ def test_base_modules_are_stdlib_only(module: str) -> None:
     assert third == [], f"{module} pulled in third-party modules {third}"
 
 
+@pytest.mark.parametrize(
+    "verb", [["state", "nosuch"], ["kill", "nosuch", "KILL"], ["list", "-q"]], ids=str
+)
+def test_oci_verbs_skip_typer(tmp_path: Path, verb: List[str]) -> None:
+    # OCI tooling runs one `podpy oci VERB` per operation: the fast path answers it
+    # (podpy/ociverbs.py), with no typer/click (~150 ms) and no state DB.
+    argv = ["oci", "--root", str(tmp_path / "oci"), *verb]
+    expected = 0 if verb[0] == "list" else 125  # no such container
+    statement = f"from podpy.__main__ import main; rc = main({argv!r}); assert rc == {expected}, rc"
+    assert loaded_after(statement) == []
+
+
 def test_cli_import_skips_rich_and_pyroute2() -> None:
     loaded = loaded_after("import podpy.cli")
     assert "rich" not in loaded and "pyroute2" not in loaded, loaded
