@@ -2,7 +2,8 @@
 """Container lifecycle benchmark: podpy against podman on the same busybox image, side by side.
 
 Rows (medians of paired runs, both sides with `--network none` so only the lifecycle is
-compared): `run --rm IMG true` (target: half of podman's time), the same on each tool's
+compared): `run --rm IMG true` (target: half of podman's time), the same with podpy handing
+its bundle to runc (`--runtime runc`, no target), the same on each tool's
 default network (no target: root is podpy0 against netavark, rootless slirp4netns on both
 sides), `run -d IMG sleep` +
 `rm -f`, `ps -a` with N created (not started) containers, `exec CTR true`; then the total
@@ -209,6 +210,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "run --rm IMG true",
                 lambda s: s.argv("run", "--rm", *s.run_extra, image, "true"),
                 max_ratio=0.5,
+            )
+        )
+        # podpy handing the same bundle to runc (podman uses runc throughout), no target.
+        cases.append(
+            both(
+                "run --rm IMG true (podpy: --runtime runc)",
+                lambda s: s.argv(
+                    "run", "--rm", *(["--runtime", "runc"] if s.name == "podpy" else []),
+                    *s.run_extra, image, "true",
+                ),  # fmt: skip
+                max_ratio=None,
             )
         )
         # Each tool's default network, no target: root gets podpy0 against netavark's podman0
