@@ -22,10 +22,17 @@ chmod 755 "$work"
 registry_pid=""
 podpy() { "$PYTHON" -I dist/podpy.pyz --root "$work/storage" --runroot "$work/run" "$@"; }
 cleanup() {
+    local status=$?
     podpy rm -af >/dev/null 2>&1 || true
     podpy system reset --force >/dev/null 2>&1 || true
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    if [ -n "$registry_pid" ]; then
+        # (wait reports the registry's SIGTERM as 143: under set -e that must not end the
+        # cleanup before the rm, nor become the demo's exit status)
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
+    exit "$status"
 }
 trap cleanup EXIT
 
