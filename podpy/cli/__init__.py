@@ -26,6 +26,15 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """Eager: answered before click looks for a command (`podpy --root X --version`)."""
+    if value:
+        from podpy import __version__
+
+        typer.echo(f"podpy version {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
     ctx: typer.Context,
@@ -34,13 +43,15 @@ def _global_options(
     log_level: str = typer.Option(
         "warn", "--log-level", help="Log messages at and above this level"
     ),
-    version: bool = typer.Option(False, "--version", "-v", help="Print the version and exit"),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-v",
+        help="Print the version and exit",
+        is_eager=True,
+        callback=_print_version,
+    ),
 ) -> None:
-    if version:
-        from podpy import __version__
-
-        typer.echo(f"podpy version {__version__}")
-        raise typer.Exit(0)
     from podpy import log
 
     log.set_level(log_level)
