@@ -280,7 +280,8 @@ def rmi(
         )
     if images and all_images:
         raise PodpyError("when using the --all switch, you may not pass any images names or IDs")
-    report = image_engine.remove(engine(ctx), images or [], force, all_images, ignore)
+    # As podman (and docker): --force also ignores images that do not exist.
+    report = image_engine.remove(engine(ctx), images or [], force, all_images, ignore or force)
     for name in report.untagged:
         typer.echo(f"Untagged: {name}")
     for image_id in report.deleted:

@@ -112,7 +112,7 @@ def _parse_filters(filters: Sequence[str]) -> List[Tuple[str, str]]:
             "readonly",
         ):
             raise PodpyError(
-                f'invalid image filter "{key}"',
+                f'unsupported image filter "{key}"',
                 hint="supported: reference, dangling, label, before, since, id, digest",
             )
         out.append((key, value))
@@ -323,10 +323,12 @@ def inspect(eng: Engine, reference: str) -> Dict[str, Any]:
 
 
 def exists(eng: Engine, reference: str) -> bool:
-    try:
-        return store(eng).find(reference) is not None
-    except PodpyError:
-        return False
+    """`image exists`: False when absent; an invalid reference raises (podman exits 125)."""
+    if store(eng).find(reference) is not None:
+        return True
+    if not refs.is_id_like(reference):
+        refs.parse(reference)  # raises the ReferenceError podman reports for a bad name
+    return False
 
 
 @record
