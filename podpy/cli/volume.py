@@ -118,7 +118,7 @@ def rm(
     """Remove one or more volumes."""
     from podpy.cli import print_error
     from podpy.engine import volumes
-    from podpy.errors import PodpyError
+    from podpy.errors import NoSuchObject, PodpyError
 
     eng = engine(ctx)
     if all_ and names:
@@ -126,13 +126,25 @@ def rm(
     if not all_ and not names:
         raise PodpyError("choose either one or more volumes or all")
     targets = [v["Name"] for v in volumes.list_volumes(eng)] if all_ else list(names or [])
+    # As podman 4.3: missing volumes are reported first (exit 1; --force ignores them), then
+    # the removals (in use: exit 2); the last error decides the exit code.
     code = 0
+    found = []
     for name in targets:
+        try:
+            volumes.lookup(eng, name)
+        except NoSuchObject as err:
+            if not force:
+                print_error(err)
+                code = 1
+            continue
+        found.append(name)
+    for name in found:
         try:
             typer.echo(volumes.remove(eng, name, force=force))
         except PodpyError as err:
             print_error(err)
-            code = err.exit_code if code in (0, err.exit_code) else 125
+            code = 2 if "volume is being used" in err.message else err.exit_code
     if code:
         raise typer.Exit(code)
 

@@ -226,7 +226,7 @@ def _parse_filters(filters: Sequence[str]) -> List[Tuple[str, str]]:
         key, sep, value = item.partition("=")
         if not sep or key not in ("name", "label", "driver", "dangling", "anonymous", "scope"):
             raise PodpyError(
-                f'"{item}" is an invalid volume filter',
+                f'"{key}" is an invalid volume filter',
                 hint="use name=, label=KEY[=VALUE], driver=, dangling=true|false, anonymous=",
             )
         out.append((key, value))
