@@ -101,6 +101,7 @@ def inspect(
     import sys
 
     from podpy.cli import print_error
+    from podpy.cli.system import template_data
     from podpy.engine import networks
     from podpy.errors import PodpyError
     from podpy.output import render, unescape
@@ -114,7 +115,8 @@ def inspect(
             failed = err
     if format_ and format_.strip() != "json":
         for item in results:
-            sys.stdout.write(render(unescape(format_), item) + "\n")
+            # podman's Go field names ({{.Name}}, {{.DNSEnabled}}) over the JSON keys.
+            sys.stdout.write(render(unescape(format_), template_data(item)) + "\n")
     else:
         sys.stdout.write(json.dumps(results, indent=4) + "\n")
     if failed is not None:
@@ -138,6 +140,8 @@ def rm(
         try:
             typer.echo(networks.remove(eng, name, force=force))
         except networks.NetworkNotFound as err:
+            if force:  # podman: -f ignores a missing network
+                continue
             print_error(err)
             code = 1  # podman 4.3 exits 1 for a missing network
         except PodpyError as err:

@@ -68,6 +68,11 @@ def test_network_crud_and_podman_json(as_each) -> None:
     assert as_each.ok(
         "network", "inspect", "--format", "{{.name}} {{.internal}}", custom
     ).strip() == (f"{custom} true")
+    # podman's Go field names work too
+    assert as_each.ok(
+        "network", "inspect", "--format", "{{.Name}} {{.Driver}} {{.Internal}} {{.DNSEnabled}} "
+        "{{range .Subnets}}{{.Gateway}}{{end}} {{.Labels.team}}", custom,
+    ).strip() == f"{custom} bridge true true 10.123.5.254 a"  # fmt: skip
 
     assert as_each.podpy("network", "exists", custom).returncode == 0
     assert as_each.podpy("network", "exists", unique_name()).returncode == 1
@@ -102,6 +107,8 @@ def test_network_errors_leave_nothing_behind(as_each) -> None:
     missing = as_each.podpy("network", "rm", "nosuchnet")
     assert missing.returncode == 1  # podman 4.3's exit code here
     assert "unable to find network with name or ID nosuchnet: network not found" in missing.stderr
+    forced = as_each.podpy("network", "rm", "-f", "nosuchnet")  # podman: -f ignores it
+    assert (forced.returncode, forced.stdout, forced.stderr) == (0, "", "")
     gone = as_each.podpy("network", "inspect", "nosuchnet")
     assert gone.returncode == 125 and gone.stdout.strip() == "[]"
     assert sorted(as_each.ok("network", "ls", "-q").split()) == sorted(["podman", name])
