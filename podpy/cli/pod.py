@@ -166,12 +166,20 @@ def rm(
 ) -> None:
     """Remove one or more pods and their containers."""
     from podpy.engine import pods
+    from podpy.errors import NoSuchObject
+
+    def remove(ref: str) -> str:
+        try:
+            return pods.remove(eng, ref, force)
+        except NoSuchObject as err:
+            err.exit_code = 1  # podman 4.3: `pod rm` of a missing pod exits 1
+            raise
 
     eng = engine(ctx)
     targets = _pods_or_all(eng, pods_, all_)
-    if ignore:
+    if ignore or force:  # as podman, --force also ignores missing pods
         targets = [t for t in targets if eng.db.find_id("pods", t)]
-    _for_each(targets, lambda ref: pods.remove(eng, ref, force))
+    _for_each(targets, remove)
 
 
 def ps(

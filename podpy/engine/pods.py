@@ -38,7 +38,7 @@ def lookup(eng: Engine, ref: str) -> Dict[str, Any]:
     found = eng.db.find_id("pods", ref)
     row = eng.db.get("pods", found) if found else None
     if row is None:
-        raise NoSuchObject(f'no pod with name or ID "{ref}" found: no such pod')
+        raise NoSuchObject(f"no pod with name or ID {ref} found: no such pod")
     return row
 
 

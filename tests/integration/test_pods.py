@@ -169,7 +169,12 @@ def test_pod_errors_are_podmans(as_each, image: str) -> None:
     assert "published or exposed ports must be defined when the pod is created" in ports.stderr
     missing = as_each.podpy("pod", "inspect", "nosuchpod")
     assert missing.returncode == 125
-    assert 'no pod with name or ID "nosuchpod" found: no such pod' in missing.stderr
+    assert "Error: no pod with name or ID nosuchpod found: no such pod" in missing.stderr
+    # podman 4.3: `pod rm` of a missing pod exits 1; --force (like --ignore) ignores it
+    gone = as_each.podpy("pod", "rm", "nosuchpod")
+    assert gone.returncode == 1 and "no pod with name or ID nosuchpod found" in gone.stderr
+    forced = as_each.podpy("pod", "rm", "-f", "nosuchpod")
+    assert (forced.returncode, forced.stdout, forced.stderr) == (0, "", "")
     assert as_each.podpy("run", "--rm", "--pod", "nosuchpod", image, "true").returncode == 125
     bad = as_each.podpy("pod", "create", "--name", "bad/name")
     assert bad.returncode == 125 and "invalid" in bad.stderr
