@@ -56,13 +56,20 @@ def ls(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only network names"),
     noheading: bool = typer.Option(False, "-n", "--noheading", help="No header row"),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate IDs"),
+    filters: List[str] = typer.Option(
+        [], "-f", "--filter", help="name=, id=, driver=, label=KEY[=VALUE], dangling=true|false"
+    ),
 ) -> None:
     """List networks."""
     from podpy.engine import networks
     from podpy.output import emit_list
 
+    eng = engine(ctx)
+    found = networks.list_networks(eng)
+    if filters:
+        found = networks.filter_networks(eng, found, filters)
     rows = []
-    for row in networks.list_networks(engine(ctx)):
+    for row in found:
         item: Any = networks.inspect_json(row)
         if format_ and format_.strip() == "json":
             rows.append(item)

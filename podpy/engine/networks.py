@@ -117,6 +117,46 @@ def list_networks(eng: Engine) -> List[Dict[str, Any]]:
     return sorted(rows, key=lambda r: r["name"])
 
 
+_FILTER_KEYS = ("name", "id", "driver", "label", "dangling")
+
+
+def filter_networks(
+    eng: Engine, rows: List[Dict[str, Any]], filters: Sequence[str]
+) -> List[Dict[str, Any]]:
+    """`network ls --filter`: podman's keys; values of one key OR, different keys AND."""
+    wanted: Dict[str, List[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if key not in _FILTER_KEYS or not sep:
+            raise PodpyError(
+                f'invalid filter "{key}"', hint="use name=, id=, driver=, label=, dangling="
+            )
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise PodpyError(f'invalid dangling filter value "{value}"')
+        wanted.setdefault(key, []).append(value)
+
+    def match(row: Dict[str, Any], key: str, value: str) -> bool:
+        if key == "name":
+            return re.search(value, row["name"]) is not None
+        if key == "id":
+            return row["id"].startswith(value)
+        if key == "driver":
+            return row["driver"] == value
+        if key == "label":
+            label, has_value, want = value.partition("=")
+            labels = row["config"].get("labels") or {}
+            return label in labels and (not has_value or labels[label] == want)
+        # dangling: no container uses it; as podman, the default network never is
+        dangling = row["name"] != DEFAULT_NETWORK and not users(eng, row)
+        return dangling == (value.lower() in ("true", "1"))
+
+    return [
+        row
+        for row in rows
+        if all(any(match(row, key, v) for v in values) for key, values in wanted.items())
+    ]
+
+
 # --- create -----------------------------------------------------------------------------------
 
 

@@ -68,6 +68,21 @@ def test_network_crud_and_podman_json(as_each) -> None:
     assert as_each.ok(
         "network", "inspect", "--format", "{{.name}} {{.internal}}", custom
     ).strip() == (f"{custom} true")
+    # ls --filter: podman's keys; the default network is never dangling
+    def listed(*filters: str) -> list:
+        argv = [a for f in filters for a in ("--filter", f)]
+        return sorted(as_each.ok("network", "ls", "-q", *argv).split())
+
+    assert listed("label=team=a") == [custom]
+    assert listed(f"name=^{custom}$") == [custom]
+    assert listed("label=team", f"name={name}") == []
+    assert listed(f"name=^{custom}$", f"name=^{name}$") == sorted([custom, name])
+    assert listed("driver=bridge") == sorted(["podman", custom, name])
+    assert listed("dangling=true") == sorted([custom, name])
+    assert listed("dangling=false") == ["podman"]
+    assert listed(f"id={info['id'][:12]}") == [custom]
+    bad = as_each.podpy("network", "ls", "--filter", "colour=red")
+    assert bad.returncode == 125 and 'Error: invalid filter "colour"' in bad.stderr
     # podman's Go field names work too
     assert as_each.ok(
         "network", "inspect", "--format", "{{.Name}} {{.Driver}} {{.Internal}} {{.DNSEnabled}} "
