@@ -258,7 +258,8 @@ def _matches(
 def list_volumes(eng: Engine, filters: Sequence[str] = ()) -> List[Dict[str, Any]]:
     """Inspect objects of the volumes matching every filter (same key: any value matches)."""
     parsed = _parse_filters(filters)
-    rows = eng.db.list("volumes", order_by="created")
+    # podman lists volumes sorted by name (its database's key order), not by creation.
+    rows = sorted(eng.db.list("volumes"), key=lambda r: r["name"])
     used_by = usage(eng)
     keys = {k for k, _ in parsed}
     out = []

@@ -58,6 +58,13 @@ def test_volume_commands(as_each, image: str) -> None:
     assert as_each.ok("volume", "create", "--label", "team=a", vol).strip() == vol
     as_each.ok("volume", "create", other)
     assert set(volume_names(as_each)) >= {vol, other}
+    # podman lists volumes sorted by name, whatever the creation order
+    later = ["zz" + unique_name(), "aa" + unique_name()]
+    for name in later:
+        as_each.ok("volume", "create", name)
+    listed = volume_names(as_each)
+    assert listed == sorted(listed) and set(later) <= set(listed)
+    as_each.ok("volume", "rm", *later)
     assert volume_names(as_each, "--filter", "label=team=a") == [vol]
     assert volume_names(as_each, "--filter", f"name={other}") == [other]
     table = as_each.ok("volume", "ls")
