@@ -190,6 +190,48 @@ def info(
     _emit(engine_info(engine(ctx)), format, yaml_text)
 
 
+# -- df ------------------------------------------------------------------------------------
+
+_DF_FORMAT = "table {{.Type}}\t{{.Total}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+
+def df_rows(usage: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Template rows as podman's: sizes in go-units (`2.844MB`), Reclaimable with its %."""
+    from podpy.engine.container_ops import human_size
+
+    rows = []
+    for item in usage:
+        size, reclaimable = item["Size"], item["Reclaimable"]
+        percent = int(reclaimable / size * 100 + 0.5) if size else 0
+        rows.append(
+            dict(
+                item,
+                Size=human_size(size),
+                Reclaimable=f"{human_size(reclaimable)} ({percent}%)",
+            )
+        )
+    return rows
+
+
+def df(
+    ctx: typer.Context,
+    format: Optional[str] = typer.Option(
+        None, "--format", help="Pretty-print with a Go template, or json"
+    ),
+) -> None:
+    """Show podpy disk usage (images, containers, volumes)."""
+    from podpy.cli import engine
+    from podpy.engine.system import disk_usage
+    from podpy.output import emit_list
+
+    usage = disk_usage(engine(ctx))
+    if format and format.strip() == "json":
+        rows = usage  # raw byte counts, as podman's `{{json .}}`
+    else:
+        rows = df_rows(usage)
+    emit_list(rows, format, _DF_FORMAT)
+
+
 # -- doctor --------------------------------------------------------------------------------
 
 
@@ -252,3 +294,4 @@ def register(app: typer.Typer) -> None:
     for command, func in (("version", version), ("info", info), ("doctor", doctor)):
         app.command(command)(func)
         _groups.system.command(command)(func)
+    _groups.system.command("df")(df)

@@ -294,3 +294,25 @@ def test_info_storage_driver_from_storage_conf(rootful: Runner, tmp_path: Path) 
     bad = rootful.podpy("info", env=env)
     assert bad.returncode == 125 and bad.stdout == ""
     assert bad.stderr.splitlines()[0] == 'Error: storage driver "btrfs" is not supported by podpy'
+
+
+def test_system_df_counts_and_formats(as_each: Runner, image: str) -> None:
+    """`system df` as podman's: a summary row per type, sizes in go-units, reclaimable %."""
+    vol, ctr = unique_name("v"), unique_name("c")
+    as_each.ok("volume", "create", vol)
+    as_each.ok("volume", "create", unique_name("unused"))
+    as_each.ok("create", "--name", ctr, "-v", f"{vol}:/data", image, "true")
+    lines = as_each.ok("system", "df").splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert [line[:15].strip() for line in lines[1:]] == ["Images", "Containers", "Local Volumes"]
+    images_row = lines[1].split()
+    assert images_row[1:3] == ["1", "1"] and images_row[3].endswith("MB")
+    assert images_row[4:] == ["0B", "(0%)"]  # the one image is used by the container
+    counts = as_each.ok("system", "df", "--format", "{{.Type}}={{.Total}}/{{.Active}}")
+    assert counts.splitlines() == ["Images=1/1", "Containers=1/0", "Local Volumes=2/1"]
+    raw = json.loads(as_each.ok("system", "df", "--format", "json"))
+    assert [r["Type"] for r in raw] == ["Images", "Containers", "Local Volumes"]
+    assert raw[0]["Size"] > 1_000_000 and raw[0]["Reclaimable"] == 0
+    as_each.ok("rm", ctr)
+    freed = as_each.ok("system", "df", "--format", "{{.Type}} {{.Reclaimable}}").splitlines()
+    assert freed[0].endswith("(100%)") and freed[1] == "Containers 0B (0%)"
