@@ -191,12 +191,17 @@ def ps(
     ctr_ids: bool = typer.Option(False, "--ctr-ids", help="Show container IDs"),
     ctr_status: bool = typer.Option(False, "--ctr-status", help="Show container states"),
     noheading: bool = typer.Option(False, "-n", "--noheading", help="No header row"),
+    filters: List[str] = typer.Option(
+        [], "-f", "--filter", help="id=, name=, label=, status=, network=, ctr-names=, ..."
+    ),
 ) -> None:
     """List pods."""
     from podpy.engine import pods
     from podpy.output import emit_list
 
     rows = pods.list_pods(engine(ctx))
+    if filters:
+        rows = pods.filter_pods(rows, filters)
     if no_trunc:
         for row in rows:
             row["ID"], row["InfraID"] = row["Id"], row["InfraId"]

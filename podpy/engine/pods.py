@@ -522,6 +522,60 @@ def list_pods(eng: Engine) -> List[Dict[str, Any]]:
     return out
 
 
+_CTR_STATES = ("created", "running", "paused", "stopped", "exited", "unknown")
+_POD_STATES = ("stopped", "running", "paused", "exited", "dead", "created", "degraded")
+
+
+def _pod_filter(key: str, value: str) -> Callable[[Dict[str, Any]], bool]:
+    """One `pod ps --filter KEY=VALUE` test of a list_pods() row (podman 4.3's keys)."""
+    import re
+
+    def ctrs(row: Dict[str, Any]) -> List[Dict[str, Any]]:
+        return row["Containers"]
+
+    if key == "id":  # a regular expression, as podman's (not an ID prefix)
+        return lambda row: re.search(value, row["Id"]) is not None
+    if key == "name":
+        return lambda row: re.search(value, row["Name"]) is not None
+    if key == "label":
+        label, has_value, want = value.partition("=")
+        return lambda row: label in row["Labels"] and (
+            not has_value or row["Labels"][label] == want
+        )
+    if key == "status":
+        if value.lower() not in _POD_STATES:
+            raise PodpyError(f"{value} is not a valid pod status")
+        return lambda row: row["Status"].lower() == value.lower()
+    if key == "network":
+        return lambda row: value in row["Networks"]
+    if key == "ctr-names":
+        return lambda row: any(re.search(value, c["Names"]) for c in ctrs(row))
+    if key == "ctr-ids":
+        return lambda row: any(c["Id"].startswith(value) for c in ctrs(row))
+    if key == "ctr-status":
+        if value not in _CTR_STATES:
+            raise PodpyError(f"{value} is not a valid status")
+        return lambda row: any(c["Status"] == value for c in ctrs(row))
+    if key == "ctr-number":
+        try:
+            number = int(value)
+        except ValueError:
+            return lambda row: False  # podman matches nothing, without an error
+        return lambda row: row["NumberOfContainers"] == number
+    raise PodpyError(f"{key} is an invalid filter")
+
+
+def filter_pods(rows: List[Dict[str, Any]], filters: Sequence[str]) -> List[Dict[str, Any]]:
+    """`pod ps --filter`: values of one key OR, different keys AND (as podman)."""
+    tests: Dict[str, List[Callable[[Dict[str, Any]], bool]]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PodpyError(f"filter input must be in the form of filter=value: {item} is invalid")
+        tests.setdefault(key, []).append(_pod_filter(key, value))
+    return [row for row in rows if all(any(t(row) for t in ts) for ts in tests.values())]
+
+
 def _iso(ts: float) -> str:
     from podpy.engine.containers import _iso as iso
 

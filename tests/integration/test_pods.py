@@ -247,3 +247,36 @@ def test_pod_on_a_user_network_is_resolvable_by_pod_and_member_name(as_each, ima
     assert json.loads(as_each.ok("pod", "inspect", pod))["InfraConfig"]["Networks"] == [network]
     as_each.ok("pod", "rm", "-f", pod)
     as_each.ok("network", "rm", network)
+
+
+def test_pod_ps_filters_are_podmans(as_each, image: str) -> None:
+    """`pod ps --filter`: one key's values OR, different keys AND; id/name are regexps."""
+    labelled, plain, empty = unique_name("pa"), unique_name("pz"), unique_name("pn")
+    labelled_id = as_each.ok("pod", "create", "--name", labelled, "--label", "k=a").strip()
+    as_each.ok("pod", "create", "--name", plain)
+    as_each.ok("pod", "create", "--name", empty, "--no-infra")
+    member = unique_name("m")
+    as_each.ok("create", "--pod", plain, "--name", member, image, "true")
+
+    def names(*filters: str) -> List[str]:
+        argv = [a for f in filters for a in ("--filter", f)]
+        return sorted(as_each.ok("pod", "ps", "--format", "{{.Name}}", *argv).split())
+
+    assert names("label=k") == [labelled] and names("label=k=b") == []
+    assert names(f"name=^{labelled}$", f"name=^{plain}$") == sorted([labelled, plain])
+    assert names(f"name={labelled[:4]}", "label=k=a") == [labelled]
+    assert names(f"id={labelled_id[3:20]}") == [labelled]  # a regexp, not just a prefix
+    assert names("ctr-number=0") == [empty] and names("ctr-number=2") == [plain]
+    assert names("ctr-number=x") == []
+    assert names(f"ctr-names=^{member}$") == [plain]
+    assert names("status=created") == sorted([labelled, plain, empty])
+    assert names("ctr-status=running") == []
+    for bad, message in (
+        ("colour=red", "Error: colour is an invalid filter"),
+        ("status=bogus", "Error: bogus is not a valid pod status"),
+        ("ctr-status=bogus", "Error: bogus is not a valid status"),
+        ("name", "Error: filter input must be in the form of filter=value: name is invalid"),
+    ):
+        result = as_each.podpy("pod", "ps", "--filter", bad)
+        assert result.returncode == 125 and message in result.stderr, (bad, result.stderr)
+    as_each.ok("pod", "rm", "-f", labelled, plain, empty)
