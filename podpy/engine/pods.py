@@ -464,10 +464,10 @@ def remove(eng: Engine, ref: str, force: bool = False) -> str:
 
 
 def prune(eng: Engine) -> List[str]:
-    """Remove every pod with no running container (podman: all stopped pods)."""
+    """Remove every stopped or exited pod (podman's PrunePods: a Created pod stays)."""
     removed = []
     for pod in eng.db.list("pods", order_by="created"):
-        if status(containers_of(eng, pod["id"])) not in ("Running", "Degraded", "Paused"):
+        if status(containers_of(eng, pod["id"])) in ("Stopped", "Exited"):
             removed.append(remove(eng, pod["id"], force=True))
     return removed
 

@@ -279,4 +279,6 @@ def test_pod_ps_filters_are_podmans(as_each, image: str) -> None:
     ):
         result = as_each.podpy("pod", "ps", "--filter", bad)
         assert result.returncode == 125 and message in result.stderr, (bad, result.stderr)
+    # podman's pod prune removes only stopped/exited pods: these Created ones stay
+    assert as_each.ok("pod", "prune", "-f").strip() == ""
     as_each.ok("pod", "rm", "-f", labelled, plain, empty)
