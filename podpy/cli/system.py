@@ -232,6 +232,52 @@ def df(
     emit_list(rows, format, _DF_FORMAT)
 
 
+# -- prune ---------------------------------------------------------------------------------
+
+
+def prune(
+    ctx: typer.Context,
+    all_: bool = typer.Option(
+        False, "-a", "--all", help="Remove all unused images, not only dangling"
+    ),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation"),
+    volumes: bool = typer.Option(False, "--volumes", help="Prune volumes too"),
+    filters: List[str] = typer.Option([], "--filter", help="label=KEY[=VALUE], until=TIME"),
+) -> None:
+    """Remove unused pods, containers, networks, images (and, --volumes, volumes)."""
+    from podpy.cli import engine, print_error
+    from podpy.engine.container_ops import human_size
+    from podpy.engine.system import system_prune
+
+    if not force:
+        images = (
+            "all images without at least one container associated with them"
+            if all_
+            else ("all dangling images")
+        )
+        sys.stdout.write(
+            "WARNING! This command removes:\n"
+            "\t- all stopped containers\n"
+            "\t- all networks not used by at least one container\n"
+            + ("\t- all volumes not used by at least one container\n" if volumes else "")
+            + f"\t- {images}\n"
+            "\t- all dangling build cache\n\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return
+    removed, errors, reclaimed = system_prune(engine(ctx), all_, volumes, filters)
+    for section, names in removed.items():
+        if names:
+            sys.stdout.write(f"Deleted {section}\n" + "".join(n + "\n" for n in names))
+    sys.stdout.write(f"Total reclaimed space: {human_size(reclaimed)}\n")
+    for error in errors:
+        print_error(error)  # type: ignore[arg-type]
+    if errors:
+        raise typer.Exit(125)
+
+
 # -- doctor --------------------------------------------------------------------------------
 
 
@@ -295,3 +341,4 @@ def register(app: typer.Typer) -> None:
         app.command(command)(func)
         _groups.system.command(command)(func)
     _groups.system.command("df")(df)
+    _groups.system.command("prune")(prune)

@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from podpy import __version__
 from podpy.errors import PodpyError
@@ -421,3 +421,42 @@ def disk_usage(eng: Engine) -> List[Dict[str, Any]]:
             "Reclaimable": vol_reclaimable,
         },
     ]
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+def system_prune(
+    eng: Engine, all_images: bool = False, with_volumes: bool = False, filters: Sequence[str] = ()
+) -> Tuple[Dict[str, List[str]], List[Exception], int]:
+    """`podman system prune`: stopped pods, stopped containers, unused networks, (with
+    `with_volumes`) unused volumes, then dangling (or, `all_images`, unused) images.
+
+    Returns the removed names per section (podman's print order), the container errors, and
+    the bytes reclaimed (what `system df` counted before minus after)."""
+    from podpy.engine import container_ops, images, networks, pods, volumes
+
+    def used() -> int:
+        return sum(int(row["Size"]) for row in disk_usage(eng))
+
+    for item in filters:
+        key = item.partition("=")[0]
+        if key not in ("label", "until"):
+            raise PodpyError(f"{key} is an invalid filter", hint="filters: until, label")
+    labels = [f for f in filters if f.startswith("label=")]
+    before = used()
+    removed: Dict[str, List[str]] = {}
+    errors: List[Exception] = []
+    removed["Pods"] = pods.prune(eng)
+    removed["Containers"] = []
+    for cid, error in container_ops.prune(eng, filters):
+        if error is None:
+            removed["Containers"].append(cid)
+        else:
+            errors.append(error)
+    removed["Networks"] = networks.prune(eng)
+    if with_volumes:
+        removed["Volumes"] = volumes.prune(eng, labels)
+    removed["Images"] = images.prune(eng, all_images, labels)
+    order = ("Containers", "Pods", "Networks", "Volumes", "Images")
+    return {key: removed[key] for key in order if key in removed}, errors, max(0, before - used())

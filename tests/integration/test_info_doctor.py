@@ -316,3 +316,22 @@ def test_system_df_counts_and_formats(as_each: Runner, image: str) -> None:
     as_each.ok("rm", ctr)
     freed = as_each.ok("system", "df", "--format", "{{.Type}} {{.Reclaimable}}").splitlines()
     assert freed[0].endswith("(100%)") and freed[1] == "Containers 0B (0%)"
+
+
+def test_system_prune_sections_as_podman(as_each: Runner, image: str) -> None:
+    """`system prune`: podman's "Deleted X" sections, only non-empty ones, then the total."""
+    ctr, net, vol = unique_name("c"), unique_name("n"), unique_name("v")
+    cid = as_each.ok("create", "--name", ctr, image, "true").strip()
+    as_each.ok("network", "create", net)
+    as_each.ok("volume", "create", vol)
+    out = as_each.ok("system", "prune", "-f").splitlines()
+    assert out == ["Deleted Containers", cid, "Deleted Networks", net, "Total reclaimed space: 0B"]
+    assert as_each.ok("volume", "ls", "-q").split() == [vol]  # volumes only with --volumes
+    out = as_each.ok("system", "prune", "-f", "--volumes").splitlines()
+    assert out == ["Deleted Volumes", vol, "Total reclaimed space: 0B"]
+    image_id = as_each.ok("image", "inspect", "--format", "{{.Id}}", image).strip()
+    out = as_each.ok("system", "prune", "-a", "-f").splitlines()
+    assert out[:2] == ["Deleted Images", image_id] and out[2].endswith("MB")
+    assert as_each.ok("images", "-q").strip() == ""
+    bad = as_each.podpy("system", "prune", "-f", "--filter", "colour=red")
+    assert bad.returncode == 125 and "Error: colour is an invalid filter" in bad.stderr
