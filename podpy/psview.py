@@ -8,6 +8,9 @@ from typing import Any, Dict, List, Optional
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "CreatedHuman": "CREATED"}
+# podman ps --sort: the values it accepts, and the row field each orders by (default: created,
+# oldest first; runningfor: most recently started first; size: podpy keeps creation order)
+SORT_KEYS = ("command", "created", "id", "image", "names", "runningfor", "size", "status")
 
 
 class PsOptions:
@@ -23,10 +26,12 @@ class PsOptions:
         filters: Optional[List[str]] = None,
         format: Optional[str] = None,
         noheading: bool = False,
+        sort: str = "created",
     ):
         self.all, self.quiet, self.latest, self.last = all, quiet, latest, last
         self.no_trunc, self.filters = no_trunc, list(filters or [])
         self.format, self.noheading = format, noheading
+        self.sort = sort
 
 
 def ps_row(row: Dict[str, Any], no_trunc: bool) -> Dict[str, Any]:
@@ -102,6 +107,31 @@ def filter_rows(rows: List[Dict[str, Any]], filters: List[str]) -> List[Dict[str
     return rows
 
 
+def sort_rows(rows: List[Dict[str, Any]], key: str, no_trunc: bool = False) -> List[Dict[str, Any]]:
+    """ps_row() dicts for the engine's rows in podman's ps order: by creation, oldest first,
+    unless --sort names another field (ties keep creation order; runningfor: the oldest
+    start first, never-started first of all; size: podpy keeps creation order)."""
+    if key not in SORT_KEYS:
+        from podpy.errors import PodpyError
+
+        raise PodpyError(
+            f'invalid argument "{key}" for "--sort" flag: "{key}" is not a valid value.  '
+            f'Choose from: "{", ".join(SORT_KEYS)}"'
+        )
+    rows = sorted(rows, key=lambda r: r["created"])
+    if key == "runningfor":
+        rows = sorted(rows, key=lambda r: (r.get("state") or {}).get("started_at") or 0)
+    out = [ps_row(r, no_trunc) for r in rows]
+    field = {
+        "command": "Command",
+        "id": "ID",
+        "image": "Image",
+        "names": "Names",
+        "status": "State",
+    }.get(key)
+    return sorted(out, key=lambda r: str(r[field] or "")) if field else out
+
+
 def print_ps(eng: Any, opts: PsOptions) -> None:
     from podpy.engine import containers
     from podpy.output import emit_list
@@ -113,7 +143,7 @@ def print_ps(eng: Any, opts: PsOptions) -> None:
     elif opts.last >= 0:
         rows = rows[: opts.last]
     emit_list(
-        [ps_row(r, opts.no_trunc) for r in rows],
+        sort_rows(rows, opts.sort, opts.no_trunc),
         opts.format,
         PS_FORMAT,
         quiet_field="ID" if opts.quiet else None,
