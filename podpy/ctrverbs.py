@@ -108,6 +108,22 @@ def for_each(refs: list, action: object) -> int:
     return code
 
 
+def resolve_all(eng: object, refs: list, skip_missing: bool = False) -> list:
+    """(ref, row) for every target, looked up before any is acted on: like podman, one unknown
+    name fails the whole command with nothing done (unless skip_missing: --ignore, rm -f)."""
+    from podpy.engine import containers
+    from podpy.errors import NoSuchObject
+
+    out = []
+    for ref in refs:
+        try:
+            out.append((ref, containers.lookup(eng, ref)))
+        except NoSuchObject:
+            if not skip_missing:
+                raise
+    return out
+
+
 def targets(eng: object, refs: list | None, all_: bool, cidfiles: list, running_only: bool) -> list:
     """The containers a verb acts on: named ones, those in --cidfile files, or all."""
     from podpy.errors import PodpyError
@@ -141,14 +157,25 @@ def start(eng: object, kw: dict) -> int:
         row = containers.lookup(eng, refs[0])
         containers.exec_monitor(eng, row)
         return 0
-    return for_each(refs, lambda ref: (containers.start(eng, ref), ref)[1])
+    # podman prints nothing for a container that was already running
+    was_running = {
+        ref for ref, row in resolve_all(eng, refs) if row["status"] in containers.RUNNING_STATES
+    }
+
+    def act(ref: str) -> str | None:
+        containers.start(eng, ref)
+        return None if ref in was_running else ref
+
+    return for_each(refs, act)
 
 
 def stop(eng: object, kw: dict) -> int:
     from podpy.engine import containers
     from podpy.errors import NoSuchObject
 
-    refs = targets(eng, kw["containers_"], kw["all_"], kw["cidfile"], running_only=True)
+    # podman's stop --all covers every container (stopping a stopped one is no error)
+    refs = targets(eng, kw["containers_"], kw["all_"], kw["cidfile"], running_only=False)
+    refs = [ref for ref, _ in resolve_all(eng, refs, skip_missing=kw["ignore"])]
 
     def act(ref: str) -> str | None:
         try:
@@ -164,8 +191,16 @@ def stop(eng: object, kw: dict) -> int:
 
 def kill(eng: object, kw: dict) -> int:
     from podpy.engine import containers
+    from podpy.errors import PodpyError
 
+    # podman checks the signal before any container (0 and >64 are no signals to send)
+    number = containers.signal_number(kw["signal_"])
+    if number == 0:
+        raise PodpyError(f"invalid signal: {kw['signal_']}")
+    if not 0 < number <= 64:
+        raise PodpyError("valid signals are 1 through 64")
     refs = targets(eng, kw["containers_"], kw["all_"], [], running_only=True)
+    resolve_all(eng, refs)
     return for_each(refs, lambda ref: (containers.kill(eng, ref, kw["signal_"]), ref)[1])
 
 
@@ -174,15 +209,21 @@ def rm(eng: object, kw: dict) -> int:
     from podpy.errors import InvalidState, NoSuchObject
 
     refs = targets(eng, kw["containers_"], kw["all_"], kw["cidfile"], running_only=False)
+    # podman: --force implies --ignore; an unknown name fails before anything is removed
+    ignore = kw["ignore"] or kw["force"] or kw["all_"]
+    try:
+        refs = [ref for ref, _ in resolve_all(eng, refs, skip_missing=ignore)]
+    except NoSuchObject as err:
+        err.exit_code = _RM_EXIT_NO_SUCH
+        raise
 
     def act(ref: str) -> str | None:
         try:
             # -a implies --depend, as in podman 4: an infra container takes its pod along
-            return containers.remove(
-                eng, ref, force=kw["force"], volumes=kw["volumes"], depend=kw["all_"]
-            )
+            containers.remove(eng, ref, force=kw["force"], volumes=kw["volumes"], depend=kw["all_"])
+            return ref  # podman prints the name or id as given
         except NoSuchObject as err:
-            if kw["ignore"] or kw["all_"]:  # -a: gone meanwhile (with its pod)
+            if ignore:  # -a: gone meanwhile (with its pod)
                 return None
             err.exit_code = _RM_EXIT_NO_SUCH
             raise

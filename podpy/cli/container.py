@@ -73,6 +73,9 @@ def wait(
 
     eng = engine(ctx)
     seconds = _duration(interval)
+    from podpy.ctrverbs import resolve_all
+
+    resolve_all(eng, containers_)  # podman: an unknown name fails before waiting on any
     _for_each(ctx, containers_, lambda ref: str(containers.wait(eng, ref, seconds)))
 
 
@@ -156,6 +159,9 @@ def ps(
     filters: List[str] = typer.Option([], "-f", "--filter", help="Filter output"),
     fmt: Optional[str] = typer.Option(None, "--format", help="Go template or json"),
     noheading: bool = typer.Option(False, "--noheading", help="Do not print headers"),
+    sort: str = typer.Option(
+        "created", "--sort", help="Sort by command, created, id, image, names, runningfor, size, status"
+    ),
 ) -> None:
     """List containers."""
     from podpy.psview import PsOptions, print_ps
@@ -171,15 +177,17 @@ def ps(
             filters=list(filters),
             format=fmt,
             noheading=noheading,
+            sort=sort,
         ),
     )
 
 
 def inspect(
     ctx: typer.Context,
-    refs: List[str] = typer.Argument(..., metavar="NAME...", help="Containers or images"),
+    refs: List[str] = typer.Argument(None, metavar="NAME...", help="Containers or images"),
     fmt: Optional[str] = typer.Option(None, "-f", "--format", help="Go template or json"),
     kind: str = typer.Option("all", "-t", "--type", help="container, image or all"),
+    latest: bool = typer.Option(False, "-l", "--latest", help="The latest container"),
 ) -> None:
     """Display the configuration of containers (or images) as JSON."""
     import json
@@ -189,6 +197,17 @@ def inspect(
     from podpy.errors import NoSuchObject, PodpyError
 
     eng = engine(ctx)
+    if ctx.parent is not None and ctx.parent.info_name == "container":
+        kind = "container"  # `container inspect` never answers with an image
+    refs = list(refs or [])
+    if latest:
+        if refs:
+            raise PodpyError("--latest and containers cannot be used together")
+        from podpy.cli.container_ops import _latest
+
+        refs, kind = [_latest(eng)], "container"
+    elif not refs:
+        raise PodpyError("no names or ids specified")
     results = []
     failed: Optional[PodpyError] = None
     for ref in refs:
@@ -204,7 +223,9 @@ def inspect(
 
             results.append(images.inspect(eng, ref))
         except NoSuchObject:
-            failed = NoSuchObject(f'no such object: "{ref}"')
+            # podman's wording per --type
+            what = {"container": f"no such container {ref}", "image": f"{ref}: image not known"}
+            failed = NoSuchObject("inspecting object: " + what.get(kind, f'no such object: "{ref}"'))
             from podpy.cli import print_error
 
             print_error(failed)

@@ -135,6 +135,9 @@ def restart(
     elif all_:
         rows = containers.list_containers(eng)
         refs = [r["id"] for r in rows if not running or r["status"] == "running"]
+    from podpy.ctrverbs import resolve_all
+
+    resolve_all(eng, refs)  # podman: an unknown name fails before any restarts
     _for_each(refs, lambda ref: (container_ops.restart(eng, ref, timeout), ref)[1])
 
 
@@ -174,13 +177,18 @@ def top(
 ) -> None:
     """Display the running processes of a container."""
     from podpy.cli._output import tabwrite
-    from podpy.engine import container_ops
+    from podpy.engine import container_ops, containers
+    from podpy.errors import NoSuchObject
 
     eng = engine(ctx)
     words = list(descriptors or [])
     if latest:
         words.insert(0, container)
         container = _latest(eng)
+    try:
+        containers.lookup(eng, container)
+    except NoSuchObject as err:
+        raise NoSuchObject(f"unable to look up requested container: {err.message}") from err
     try:
         table = container_ops.top(eng, container, words)
     except container_ops.UnknownDescriptor:

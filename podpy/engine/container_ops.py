@@ -120,7 +120,7 @@ def rename(eng: Engine, ref: str, new_name: str) -> Dict[str, Any]:
 
     if not NAME_RE.match(new_name):
         raise PodpyError(
-            f"container name {new_name!r} is invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+            "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument",
             hint="choose a name of letters, digits, '_', '.' and '-'",
         )
     row = _lookup(eng, ref)
@@ -129,8 +129,8 @@ def rename(eng: Engine, ref: str, new_name: str) -> Dict[str, Any]:
     taken = eng.db.get_by_name("containers", new_name)
     if taken is not None:
         raise AlreadyExists(
-            f'the container name "{new_name}" is already in use by {taken["id"]}. You have to '
-            "remove that container to be able to reuse that name: that name is already in use",
+            f"renaming container {row['id']}: name {new_name} already in use, cannot rename "
+            f"container {row['id']}: container already exists",
             hint="remove that container first, or choose another name",
         )
     try:
@@ -164,6 +164,10 @@ def port(eng: Engine, ref: str, private: Optional[str] = None) -> List[str]:
 
     row = _lookup(eng, ref)
     mappings = port_mappings(row)
+    if row["status"] != "running" or not mappings:
+        # podman answers nothing, exit 0, for a container not running or without published
+        # ports, even when asked for one PORT
+        return []
     if private is None:
         return [str(m) for m in mappings]
     number, _, proto = private.partition("/")

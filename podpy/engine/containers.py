@@ -800,7 +800,7 @@ def kill(eng: Engine, ref: str, sig: Any = "KILL") -> Dict[str, Any]:
     row = lookup(eng, ref)
     if row["status"] not in RUNNING_STATES:
         raise InvalidState(
-            f"can only kill running containers. {row['id'][:12]} is in state {row['status']}: "
+            f"can only kill running containers. {row['id']} is in state {row['status']}: "
             "container state improper"
         )
     number = signal_number(sig)

@@ -251,6 +251,12 @@ def test_top(as_each, image: str) -> None:
         ]
         assert rows[0] == ["PID", "USER", "COMMAND"]
         assert ["bob", "sleep", "30"] in [row[1:] for row in rows[1:]]
+        result = as_each.podpy("top", "nosuch")
+        assert (result.returncode, result.stderr) == (
+            125,
+            "Error: unable to look up requested container: "
+            'no container with name or ID "nosuch" found: no such container\n',
+        )
         result = as_each.podpy("top", name, "nosuchdescriptor")
         assert result.returncode == 125 and "unknown descriptor" in result.stderr
         # ps(1) options go to the container's own ps, as with podman.
@@ -274,9 +280,16 @@ def test_rename(as_each, image: str) -> None:
         assert container_id(as_each, new) == cid
         assert as_each.podpy("container", "exists", old).returncode == 1
         result = as_each.podpy("rename", new, other)
-        assert result.returncode == 125 and "already in use" in result.stderr
+        assert result.returncode == 125
+        assert result.stderr.splitlines()[0] == (
+            f"Error: renaming container {cid}: name {other} already in use, cannot rename "
+            f"container {cid}: container already exists"
+        )
         result = as_each.podpy("rename", new, "bad/name")
-        assert result.returncode == 125 and "invalid" in result.stderr
+        assert result.returncode == 125
+        assert result.stderr.splitlines()[0] == (
+            "Error: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument"
+        )
         assert container_id(as_each, new) == cid
         as_each.ok("container", "rename", cid[:12], old)
         assert container_id(as_each, old) == cid
@@ -306,10 +319,34 @@ def test_port_without_published_ports(as_each, image: str) -> None:
     name = unique_name("port")
     as_each.ok("create", "--name", name, image, "true")
     try:
+        # podman: nothing and exit 0 for a container without published ports (or not
+        # running), even when asked for one port
         assert as_each.ok("port", name) == ""
-        result = as_each.podpy("port", name, "80")
-        assert result.returncode == 125
-        assert result.stderr.strip() == 'Error: failed to find published port "80"'
+        assert as_each.ok("port", name, "80") == ""
+    finally:
+        as_each.podpy("rm", "-f", name)
+
+
+def test_inspect_errors_and_latest(as_each, image: str) -> None:
+    """podman's wording per --type; `container inspect` never answers with an image; -l."""
+    name = unique_name("insp")
+    as_each.ok("create", "--name", name, image, "true")
+    try:
+        for argv, message in (
+            (["inspect", name, "nosuch"], 'no such object: "nosuch"'),
+            (["container", "inspect", name, "nosuch"], "no such container nosuch"),
+            (["inspect", "--type", "container", "nosuch"], "no such container nosuch"),
+            (["inspect", "--type", "image", "nosuch"], "nosuch: image not known"),
+            (["container", "inspect", image], f"no such container {image}"),
+        ):
+            result = as_each.podpy(*argv, "--format", "{{.Name}}")
+            assert result.returncode == 125, argv
+            assert result.stderr == f"Error: inspecting object: {message}\n", argv
+        assert as_each.podpy("inspect", name, "nosuch", "--format", "{{.Name}}").stdout == f"{name}\n"
+        assert as_each.ok("inspect", "-l", "--format", "{{.Name}}") == f"{name}\n"
+        assert as_each.ok("container", "inspect", "--latest", "--format", "{{.Name}}") == f"{name}\n"
+        empty = as_each.podpy("inspect")
+        assert (empty.returncode, empty.stderr) == (125, "Error: no names or ids specified\n")
     finally:
         as_each.podpy("rm", "-f", name)
 
@@ -437,6 +474,9 @@ def test_port_lists_published_ports(as_each, image: str) -> None:
         assert as_each.ok("port", name, "80") == f"0.0.0.0:{free}\n"
         assert as_each.ok("port", name, "80/tcp") == f"0.0.0.0:{free}\n"
         assert as_each.ok("port", name, "53/udp") == lines[1].split(" -> ")[1] + "\n"
+        result = as_each.podpy("port", name, "81")
+        assert result.returncode == 125
+        assert result.stderr.strip() == 'Error: failed to find published port "81"'
         assert f"{container_id(as_each, name)[:12]}\t80/tcp -> 0.0.0.0:{free}" in as_each.ok(
             "port", "-a"
         )

@@ -128,7 +128,7 @@ def test_full_life(as_each, image: str) -> None:
 
     # rm leaves no directory and no mount
     cdir = graph_root(runner) / "containers" / cid
-    assert runner.ok("rm", name).strip() == cid
+    assert runner.ok("rm", name).strip() == name  # podman prints the name or id as given
     assert not cdir.exists()
     assert runner.podpy("container", "exists", name).returncode == 1
     assert not mounts_mentioning(cid)
@@ -143,13 +143,20 @@ def test_ps_options(as_each, image: str) -> None:
     cid3 = runner.ok("run", "-d", "--name", third, image, "sleep", "60").strip()
 
     assert ps_names(runner) == [third]
-    assert ps_names(runner, "-a") == [third, second, first]
+    assert ps_names(runner, "-a") == [first, second, third]  # podman: oldest first
     assert ps_names(runner, "-a", "--filter", "status=exited") == [second]
     assert ps_names(runner, "-a", "--filter", "status=created") == [first]
     assert ps_names(runner, "-a", "--filter", f"name={second}") == [second]
     assert ps_names(runner, "-a", "--filter", "label=tier=web") == [first]
     assert ps_names(runner, "-l") == [third]
-    assert ps_names(runner, "-n", "2") == [third, second]
+    assert ps_names(runner, "-n", "2") == [second, third]
+    # --sort (not in the fast path's flags: the full CLI answers)
+    assert ps_names(runner, "-a", "--sort", "status") == [first, second, third]
+    assert ps_names(runner, "-a", "--sort", "names") == sorted([first, second, third])
+    assert ps_names(runner, "-a", "--sort", "runningfor") == [first, second, third]
+    bad_sort = runner.podpy("ps", "--sort", "bogus")
+    assert bad_sort.returncode == 125
+    assert bad_sort.stderr.startswith('Error: invalid argument "bogus" for "--sort" flag')
     assert runner.ok("ps", "-q").split() == [cid3[:12]]
     assert runner.ok("ps", "-q", "--no-trunc").split() == [cid3]
     assert len(runner.ok("ps", "-aq").split()) == 3
@@ -381,6 +388,54 @@ def test_rm_running_needs_force(as_each, image: str) -> None:
     assert missing.returncode == 1  # podman: 1 = no such container
     assert "no container" in missing.stderr
     assert runner.podpy("rm", "-i", name).returncode == 0
+
+
+def test_multi_target_verbs_look_every_name_up_first(as_each, image: str) -> None:
+    """podman resolves every target before acting: one unknown name fails the whole command,
+    nothing is stopped, killed, removed or waited for, and nothing is printed."""
+    runner = as_each
+    busy, done = unique_name("mbusy"), unique_name("mdone")
+    runner.ok("run", "-d", "--name", busy, image, "sleep", "60")
+    runner.ok("create", "--name", done, image, "true")
+    missing = 'Error: no container with name or ID "nosuch" found: no such container\n'
+    try:
+        for argv, code in (
+            (["stop", "-t", "0", busy, "nosuch"], 125),
+            (["kill", busy, "nosuch"], 125),
+            (["wait", done, "nosuch"], 125),
+            (["restart", done, "nosuch"], 125),
+            (["start", done, "nosuch"], 125),
+            (["rm", done, "nosuch"], 1),
+        ):
+            result = runner.podpy(*argv)
+            assert (result.returncode, result.stdout, result.stderr) == (code, "", missing), argv
+        assert status_of(runner, busy) == "running" and status_of(runner, done) == "created"
+        # starting a running container succeeds silently; the others print their name
+        assert runner.ok("start", busy, done) == f"{done}\n"
+        assert runner.ok("stop", "--ignore", "nosuch") == ""
+        runner.ok("wait", done)
+        refused = runner.podpy("kill", done)
+        cid = inspect_one(runner, done)["Id"]
+        assert refused.returncode == 125
+        assert refused.stderr == (
+            f"Error: can only kill running containers. {cid} is in state exited: "
+            "container state improper\n"
+        )
+        # kill checks the signal before any container, as podman
+        for sig, message in (("0", "invalid signal: 0"), ("99", "valid signals are 1 through 64")):
+            bad = runner.podpy("kill", "-s", sig, "nosuch")
+            assert (bad.returncode, bad.stderr) == (125, f"Error: {message}\n")
+        # stop --all covers every container, the stopped ones too (podman prints their ids)
+        stopped = runner.ok("stop", "-a", "-t", "0").split()
+        assert sorted(stopped) == sorted([cid, inspect_one(runner, busy)["Id"]])
+        # rm: --force implies --ignore, and rm prints the names as given
+        assert runner.ok("rm", "-f", "nosuch", done) == f"{done}\n"
+    finally:
+        runner.podpy("rm", "-f", "-t", "0", busy, done)
+
+
+def status_of(runner, ref: str) -> str:
+    return inspect_one(runner, ref)["State"]["Status"]
 
 
 def _notify_socket(scratch: Path):
