@@ -178,6 +178,8 @@ def pull(
         cert_dir=cert_dir,
     )
     for image in images:
+        if image.startswith("docker://"):  # podman's explicit registry transport
+            image = image[len("docker://") :]
         progress = _progress(quiet)
         try:
             result = image_engine.pull(eng, image, options, progress)

@@ -161,7 +161,8 @@ def test_tag_untag_rmi_lifecycle(as_each: Runner, busybox_image: str) -> None:
 
 
 def test_rmi_force_and_all(as_each: Runner, busybox_image: str, multilayer_image: str) -> None:
-    first = pull(as_each, busybox_image)
+    first = pull(as_each, "docker://" + busybox_image)  # podman's explicit transport works too
+    assert as_each.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split() == [busybox_image]
     second = pull(as_each, multilayer_image)
     as_each.ok("tag", first, "extra:1")
     out = as_each.ok("rmi", "-f", first)
