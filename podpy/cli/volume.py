@@ -61,6 +61,8 @@ def ls(
     from podpy.engine import volumes
 
     rows = volumes.list_volumes(engine(ctx), filters)
+    if not rows and (fmt or "").strip() != "json":
+        return  # podman prints no header over an empty volume list (json still gives [])
     emit_list(
         rows,
         fmt,
