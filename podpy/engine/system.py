@@ -351,17 +351,6 @@ def doctor(
 # -- df ------------------------------------------------------------------------------------
 
 
-def _tree_size(path: str) -> int:
-    total = 0
-    for current, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(current, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def disk_usage(eng: Engine) -> List[Dict[str, Any]]:
     """`podman system df`'s summary rows: Type, Total, Active, Size, Reclaimable (bytes).
 
@@ -370,6 +359,7 @@ def disk_usage(eng: Engine) -> List[Dict[str, Any]]:
     running); Local Volumes' is their data (reclaimable when no container uses them)."""
     from podpy.engine import containers, volumes
     from podpy.engine.images import store
+    from podpy.storage.images import tree_size
 
     st = store(eng)
     rows = containers.list_containers(eng)
@@ -384,7 +374,7 @@ def disk_usage(eng: Engine) -> List[Dict[str, Any]]:
             image_reclaimable += image.size
     ctr_size = ctr_reclaimable = ctr_active = 0
     for row in rows:
-        size = _tree_size(os.path.join(containers.container_dir(eng, row["id"]), "diff"))
+        size = tree_size(os.path.join(containers.container_dir(eng, row["id"]), "diff"))
         ctr_size += size
         if row["status"] == "running":
             ctr_active += 1
@@ -394,7 +384,7 @@ def disk_usage(eng: Engine) -> List[Dict[str, Any]]:
     vol_rows = eng.db.list("volumes")
     vol_size = vol_reclaimable = 0
     for vol in vol_rows:
-        size = _tree_size(os.path.join(eng.paths.volumes_dir, vol["name"], "_data"))
+        size = tree_size(os.path.join(eng.paths.volumes_dir, vol["name"], "_data"))
         vol_size += size
         if vol["name"] not in used_by:
             vol_reclaimable += size

@@ -286,7 +286,7 @@ class ImageStore:
             todo = []
             for job in jobs:
                 if layer_store.exists(job["chain_id"]):
-                    results[job["chain_id"]] = _tree_size(layer_store.diff_dir(job["chain_id"]))
+                    results[job["chain_id"]] = tree_size(layer_store.diff_dir(job["chain_id"]))
                 else:
                     todo.append(job)
             if len(todo) <= 1 or workers <= 1:
@@ -649,7 +649,8 @@ def _repo_matches_short(repo: str, short_path: str) -> bool:
     return repo == short_path or repo.endswith("/" + short_path)
 
 
-def _tree_size(path: str) -> int:
+def tree_size(path: str) -> int:
+    """Bytes in the regular files under `path` (as stored, unreadable entries skipped)."""
     total = 0
     for current, _dirs, files in os.walk(path):
         for name in files:
