@@ -7,21 +7,17 @@ code; failures raise PodpyError for the caller to report. `podpy/cli/oci.py` (ty
 `podpy/fastpath.py` both call these: standard OCI tooling runs one `podpy oci` process per
 operation, so none of them should pay for typer.
 
-Imports only sys: the runtime is imported when a verb runs.
+Imports only podpy.ctrverbs' echo (sys only): the runtime is imported when
+a verb runs.
 """
 
 from __future__ import annotations
 
-import sys
+from podpy.ctrverbs import echo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from podpy.runtime.builtin import BuiltinRuntime
-
-
-def echo(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def runtime(group: dict, enter_userns: bool = False) -> BuiltinRuntime:
